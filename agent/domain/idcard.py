@@ -1,0 +1,136 @@
+"""Chip ID cards (ICAO 9303 eMRTD; Vietnamese CCCD): access keys, read results, verdicts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class MrzKey:
+    """BAC/PACE key material from the MRZ: document number, birth and expiry dates as YYMMDD."""
+
+    document_number: str
+    date_of_birth: str
+    date_of_expiry: str
+
+    def __repr__(self) -> str:  # never print key material
+        return "MrzKey(<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class CanKey:
+    """PACE key from the 6-digit Card Access Number printed on the card."""
+
+    can: str
+
+    def __repr__(self) -> str:
+        return "CanKey(<redacted>)"
+
+
+AccessKey = MrzKey | CanKey
+
+
+class Verdict(enum.StrEnum):
+    """Result of one authenticity check."""
+
+    VALID = "valid"
+    INVALID = "invalid"
+    NOT_SUPPORTED = "not_supported"
+    UNKNOWN_ISSUER = "unknown_issuer"
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """Each check reports on its own; an invalid card is still read and reported."""
+
+    passive: Verdict
+    active: Verdict
+    chip: Verdict
+    details: tuple[str, ...] = ()  # non-personal notes: "DG2 hash mismatch", "DS cert expired"
+
+
+@dataclass(frozen=True, slots=True)
+class FaceImage:
+    """The holder's face from DG2. ``jpeg`` is always JPEG (JPEG 2000 is converted)."""
+
+    jpeg: bytes
+    original_mime_type: str  # "image/jpeg" or "image/jp2"
+    width: int = 0
+    height: int = 0
+
+    def __repr__(self) -> str:
+        return f"FaceImage(<{len(self.jpeg)} bytes redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalData:
+    """Holder data from DG1 (MRZ) and, for a CCCD, DG13. Dates are ISO ``datetime.date``."""
+
+    document_type: str
+    issuing_state: str
+    document_number: str
+    id_number: str  # the 12-digit CCCD number (DG13 field 1); for a passport, the optional data
+    full_name: str
+    date_of_birth: dt.date | None
+    sex: str  # "M", "F" or "X"
+    nationality: str
+    date_of_expiry: dt.date | None
+    date_of_issue: dt.date | None = None
+    ethnicity: str = ""
+    religion: str = ""
+    place_of_origin: str = ""
+    place_of_residence: str = ""
+    identifying_marks: str = ""
+    father_name: str = ""
+    mother_name: str = ""
+    spouse_name: str = ""
+    old_id_number: str = ""
+    mrz: str = ""
+
+    def __repr__(self) -> str:
+        return "PersonalData(<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class CardRead:
+    """Everything read from one card. Held in memory only, never logged or stored."""
+
+    personal: PersonalData
+    face: FaceImage | None
+    verification: Verification
+    data_groups_read: tuple[int, ...]
+    access_protocol: str  # "BAC" or "PACE"
+    apdu_count: int = 0
+    raw_data_groups: dict[int, bytes] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"CardRead(<redacted>, dgs={self.data_groups_read}, protocol={self.access_protocol})"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOptions:
+    """What to read. ``include_face`` false skips DG2 (the largest file)."""
+
+    include_face: bool = True
+    include_raw: bool = False
+    active_authentication: bool = True
+    chip_authentication: bool = True
+    challenge: bytes = b""  # portal nonce, bound into the signed result by the API layer
+
+
+@dataclass(frozen=True, slots=True)
+class CardQrData:
+    """Fields in the QR code printed on a CCCD face (read by a barcode scanner)."""
+
+    id_number: str
+    old_id_number: str
+    full_name: str
+    date_of_birth: dt.date | None
+    sex: str
+    place_of_residence: str
+    date_of_issue: dt.date | None
+
+    def __repr__(self) -> str:
+        return "CardQrData(<redacted>)"

@@ -1,0 +1,42 @@
+"""The table of backends. Adding a backend is one module and one row here.
+
+Rows map a backend name (the ``[drivers.<name>]`` config table) to
+``"module:Class"``; modules are imported lazily, so a backend whose system
+library is missing fails alone, with a clear message, at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from agent.drivers.base import DeviceBackend
+from agent.errors import ConfigError
+
+BACKENDS: dict[str, str] = {
+    # simulated devices (``centre-agent run --simulate``)
+    "sim-idcard": "agent.simulator.idcard:SimulatedIdCardBackend",
+    "sim-fingerprint": "agent.simulator.fingerprint:SimulatedFingerprintBackend",
+    "sim-scanner": "agent.simulator.scanner:SimulatedScannerBackend",
+    "sim-printer": "agent.simulator.printer:SimulatedPrinterBackend",
+    "sim-barcode": "agent.simulator.barcode:SimulatedBarcodeBackend",
+}
+
+#: Backends ``--simulate`` starts, one per family.
+SIMULATED_BACKENDS: tuple[str, ...] = (
+    "sim-idcard", "sim-fingerprint", "sim-scanner", "sim-printer", "sim-barcode",
+)
+
+
+def load_backend_class(name: str) -> type[DeviceBackend]:
+    """Import the backend registered under ``name``."""
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        known = ", ".join(sorted(BACKENDS))
+        raise ConfigError(f"unknown driver backend {name!r} (known: {known})") from None
+    module_name, _, class_name = target.partition(":")
+    module = importlib.import_module(module_name)
+    cls = getattr(module, class_name)
+    if not (isinstance(cls, type) and issubclass(cls, DeviceBackend)):
+        raise ConfigError(f"backend {name!r} ({target}) is not a DeviceBackend")
+    return cls
