@@ -8,6 +8,8 @@ import os
 import signal
 from dataclasses import dataclass, field
 
+from agent.api.attestation import Attestor
+from agent.api.connect_server import ConnectServer
 from agent.api.grpc_server import GrpcServer, ServiceCore
 from agent.api.services.agentinfo import AgentServiceCore
 from agent.api.services.barcode import BarcodeServiceCore
@@ -27,17 +29,22 @@ class RunningAgent:
     runtime: AgentRuntime
     server: GrpcServer
     listen: dict[str, str] = field(default_factory=dict)
+    web: ConnectServer | None = None
 
     async def stop(self) -> None:
-        await self.server.stop(self.runtime.config.agent.shutdown_grace_seconds)
+        grace = self.runtime.config.agent.shutdown_grace_seconds
+        if self.web is not None:
+            await self.web.stop(grace)
+        await self.server.stop(grace)
         await self.runtime.stop()
 
 
 async def start_agent(config: AgentConfig, simulate: bool = False) -> RunningAgent:
     runtime = AgentRuntime(config, simulate=simulate)
     listen: dict[str, str] = {}
+    attestor = Attestor(config.agent.state_dir)
     cores: list[ServiceCore] = [
-        DeviceServiceCore(runtime), AgentServiceCore(runtime, listen), IdCardServiceCore(runtime),
+        DeviceServiceCore(runtime), AgentServiceCore(runtime, listen), IdCardServiceCore(runtime, attestor),
         FingerprintServiceCore(runtime), ScannerServiceCore(runtime), PrinterServiceCore(runtime),
         BarcodeServiceCore(runtime)]
     server = GrpcServer(cores, runtime.metrics, config.agent.max_message_bytes)
@@ -47,6 +54,10 @@ async def start_agent(config: AgentConfig, simulate: bool = False) -> RunningAge
     if config.agent.tcp:
         host, port = check_loopback_address(config.agent.tcp, "agent.tcp")
         listen["tcp"] = f"{host}:{server.listen_tcp(host, port)}"
+    web: ConnectServer | None = None
+    if config.web.listen:
+        web = ConnectServer(cores, runtime.metrics, config.web, config.agent.state_dir, demo=simulate)
+        listen["web"] = web.listen()
     if config.metrics.listen:
         host, port = check_loopback_address(config.metrics.listen, "metrics.listen")
         listen["metrics"] = f"{host}:{runtime.metrics.serve(host, port)}"
@@ -54,9 +65,11 @@ async def start_agent(config: AgentConfig, simulate: bool = False) -> RunningAge
     runtime.metrics.event_clients.set_function(lambda: runtime.bus.subscriber_count)
     await runtime.start()
     await server.start()
+    if web is not None:
+        await web.start()
     log.info("centre-agent %s serving on %s%s", runtime.version,
              ", ".join(f"{k}={v}" for k, v in listen.items()), " (simulated devices)" if simulate else "")
-    return RunningAgent(runtime, server, listen)
+    return RunningAgent(runtime, server, listen, web)
 
 
 async def run_agent(config: AgentConfig, simulate: bool = False) -> None:
