@@ -9,6 +9,7 @@ server-streaming RPCs only, so client- and bidi-streaming methods are not bound.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -127,7 +128,7 @@ def _streaming(name: str, impl: Callable[[Any, CallInfo], AsyncIterator[Any]], m
         except AgentError as exc:
             outcome = status.status_for(exc).name
             raise connect_error(exc, ctx, stream=True) from None
-        except GeneratorExit:
+        except (GeneratorExit, asyncio.CancelledError):
             outcome = "CANCELLED"
             raise
         except Exception:

@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PORTAL = "http://portal.127.0.0.1.nip.invalid"  # never resolved: only used as an Origin header value
+PORTAL = "https://portal.example.gov.vn"  # never resolved: only used as an Origin header value
+RATE_PORTAL = "https://rate.example.gov.vn"  # its own rate-limit bucket
+STREAM_PORTAL = "https://streams.example.gov.vn"  # its own stream budget
+REVOKE_PORTAL = "https://revoked.example.gov.vn"
 
 
 def free_port() -> int:
@@ -88,6 +91,8 @@ def stop_agent(agent: RunningAgent) -> None:
         except subprocess.TimeoutExpired:
             agent.process.kill()
             agent.process.wait()
+    if agent.process.stdout is not None:
+        agent.process.stdout.close()
 
 
 AGENT_CONFIG = f"""
@@ -96,12 +101,17 @@ log_level = "debug"
 log_format = "json"
 
 [web]
-allowed_origins = ["{PORTAL}"]
+allowed_origins = ["{PORTAL}", "{RATE_PORTAL}", "{STREAM_PORTAL}", "{REVOKE_PORTAL}"]
 rate_per_second = 5.0
 rate_burst = 20
 max_request_bytes = 65536
 max_streams_per_client = 2
 """
+
+
+@pytest.fixture(scope="session")
+def portal_token(agent: RunningAgent) -> str:
+    return agent.pair(PORTAL)
 
 
 @pytest.fixture(scope="session")
