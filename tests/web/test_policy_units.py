@@ -1,0 +1,94 @@
+"""The guard's building blocks on their own: host and origin parsing, token buckets, the pairing store."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from agent.api.pairing import PairingStore
+from agent.api.web_security import TokenBuckets, is_loopback_host
+from agent.config import load_config, normalize_origin
+from agent.errors import ConfigError, InvalidRequestError
+
+
+@pytest.mark.parametrize(("host", "ok"), [
+    ("localhost", True), ("localhost:8765", True), ("127.0.0.1:1", True), ("127.9.9.9", True), ("[::1]:80", True),
+    ("[::1]", True), ("LOCALHOST:8765", True),
+    ("evil.example", False), ("127.0.0.1.evil.example", False), ("localhost.evil.example:80", False),
+    ("[::1].evil", False), ("[::ffff:7f00:1]x", False), ("0.0.0.0", False), ("192.168.1.10", False), ("", False),
+    ("127.0.0.1:http", False), ("::1", False),
+])
+def test_loopback_hosts(host: str, ok: bool) -> None:
+    assert is_loopback_host(host) is ok
+
+
+@pytest.mark.parametrize(("value", "normal"), [
+    ("https://Portal.Example.gov.vn", "https://portal.example.gov.vn"),
+    ("https://portal.example.gov.vn:443", "https://portal.example.gov.vn"),
+    ("http://127.0.0.1:8765/", "http://127.0.0.1:8765"),
+    ("https://portal.example.gov.vn/path", ""), ("ftp://x", ""), ("null", ""), ("", ""),
+    ("https://user@portal.example.gov.vn", ""), ("https://portal.example.gov.vn:99999", ""),
+])
+def test_normalize_origin(value: str, normal: str) -> None:
+    assert normalize_origin(value) == normal
+
+
+def test_token_bucket_refills_at_its_rate() -> None:
+    now = [0.0]
+    buckets = TokenBuckets(rate=2.0, burst=3, clock=lambda: now[0])
+    assert [buckets.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert buckets.take("a") == pytest.approx(0.5)
+    assert buckets.take("b") == 0.0  # per client
+    now[0] = 0.5
+    assert buckets.take("a") == 0.0
+    assert buckets.take("a") > 0
+
+
+def test_token_bucket_forgets_idle_clients_beyond_its_size() -> None:
+    buckets = TokenBuckets(rate=1.0, burst=1, max_keys=2, clock=lambda: 0.0)
+    for key in ("a", "b", "c"):
+        buckets.take(key)
+    assert buckets.take("a") == 0.0  # "a" was evicted and starts with a full bucket
+    assert buckets.take("c") > 0
+
+
+def test_pairing_store_roundtrip(tmp_path: Path) -> None:
+    store = PairingStore(tmp_path)
+    token = store.issue("https://Portal.example.gov.vn:443/")
+    assert token.startswith("cdp_") and len(token) > 40
+    assert store.verify("https://portal.example.gov.vn", token)
+    assert not store.verify("https://portal.example.gov.vn", token + "x")
+    assert not store.verify("https://other.example", token)
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
+    # another process (the CLI) revokes: this store notices without being told
+    assert PairingStore(tmp_path).revoke("https://portal.example.gov.vn")
+    assert not store.verify("https://portal.example.gov.vn", token)
+    assert not store.revoke("https://portal.example.gov.vn")
+
+
+def test_pairing_rejects_non_origins(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequestError):
+        PairingStore(tmp_path).issue("portal.example.gov.vn")
+
+
+def test_corrupt_pairing_file_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "pairings.json").write_text("{not json")
+    with pytest.raises(ConfigError):
+        PairingStore(tmp_path).verify("https://x.example", "cdp_x")
+
+
+def test_web_config_section(tmp_path: Path) -> None:
+    cfg = tmp_path / "a.toml"
+    cfg.write_text('[web]\nlisten = "127.0.0.1:9999"\nallowed_origins = ["https://portal.example.gov.vn"]\n')
+    config = load_config(cfg)
+    assert config.web.listen == "127.0.0.1:9999"
+    assert config.web.allowed_origins == ["https://portal.example.gov.vn"]
+    assert load_config(None).web.listen == "127.0.0.1:8765"  # on by default, loopback
+    for bad in ('listen = "0.0.0.0:8765"', 'allowed_origins = ["*"]',
+                'allowed_origins = ["https://portal.example.gov.vn/"]', 'rate_per_second = 0', 'cors = "*"'):
+        cfg.write_text(f"[web]\n{bad}\n")
+        with pytest.raises(ConfigError):
+            load_config(cfg)
