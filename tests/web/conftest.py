@@ -104,7 +104,7 @@ log_format = "json"
 allowed_origins = ["{PORTAL}", "{RATE_PORTAL}", "{STREAM_PORTAL}", "{REVOKE_PORTAL}"]
 rate_per_second = 5.0
 rate_burst = 20
-max_request_bytes = 65536
+max_request_bytes = 1048576
 max_streams_per_client = 2
 """
 

@@ -156,7 +156,7 @@ def test_pairing_file_holds_only_hashes(agent: RunningAgent, portal_token: str) 
 
 
 def test_oversized_body_refused_by_length(agent: RunningAgent, portal_token: str) -> None:
-    r = call(agent, token=portal_token, body=b"{" + b" " * 70000 + b"}")
+    r = call(agent, token=portal_token, body=b"{" + b" " * 1_100_000 + b"}")
     assert r.status_code == 429
     assert r.json()["code"] == "resource_exhausted"
     assert r.headers["centre-error-reason"] == "REQUEST_TOO_LARGE"
@@ -165,7 +165,7 @@ def test_oversized_body_refused_by_length(agent: RunningAgent, portal_token: str
 def test_oversized_chunked_body_refused(agent: RunningAgent, portal_token: str) -> None:
     def chunks() -> Iterator[bytes]:
         yield b"{"
-        for _ in range(40):
+        for _ in range(300):
             yield b" " * 4096
         yield b"}"
 

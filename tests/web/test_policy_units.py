@@ -58,7 +58,8 @@ def test_token_bucket_forgets_idle_clients_beyond_its_size() -> None:
 def test_pairing_store_roundtrip(tmp_path: Path) -> None:
     store = PairingStore(tmp_path)
     token = store.issue("https://Portal.example.gov.vn:443/")
-    assert token.startswith("cdp_") and len(token) > 40
+    assert token.startswith("cdp_")
+    assert len(token) > 40
     assert store.verify("https://portal.example.gov.vn", token)
     assert not store.verify("https://portal.example.gov.vn", token + "x")
     assert not store.verify("https://other.example", token)

@@ -1,0 +1,102 @@
+"""The demo portal in real headless Chromium against a running agent (node + playwright-core)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.web.conftest import ROOT, RunningAgent, free_port
+
+JS = ROOT / "clients" / "js"
+DEMO = JS / "demo"
+
+
+def browse(scenario: str, url: str, screenshot: Path | None = None) -> dict[str, Any]:
+    node = shutil.which("node")
+    assert node is not None, "node is required (scripts/apt/web.txt)"
+    assert (JS / "node_modules" / "playwright-core").is_dir(), "run clients/js/install.sh first"
+    cmd = [node, str(JS / "tests" / "browser.mjs"), scenario, url, *([str(screenshot)] if screenshot else [])]
+    out = subprocess.run(cmd, cwd=JS, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "error" not in result, result
+    return result
+
+
+@pytest.fixture(scope="module")
+def demo_token(agent: RunningAgent) -> str:
+    # the demo is served by the agent itself, so its origin is the listener's own
+    return agent.pair(agent.url)
+
+
+@pytest.fixture(scope="module")
+def other_site() -> Iterator[str]:
+    """The same demo from a static server on another port: an origin the agent does not list."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                             "--directory", str(DEMO)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import httpx
+
+        for _ in range(100):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/index.html", timeout=1)
+                break
+            except httpx.HTTPError:
+                import time
+
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_demo_reads_the_simulated_card(agent: RunningAgent, demo_token: str) -> None:
+    shot = Path("/tmp/centre-demo.png")
+    result = browse("demo", f"{agent.url}/demo/#token={demo_token}", shot)
+    assert result["state"] == "connected", result
+    assert result["cardName"] == "NGUYEN VAN MAU", result
+    assert "001090004567" in result["cardFields"]
+    assert "passive: unknown_issuer" in result["verdicts"]  # the simulator signs with a test CSCA the agent does not trust
+    assert "Signed by the agent" in result["attestation"]
+    assert result["faceLoaded"] is True
+    assert "quality" in result["finger"]
+    assert result["scanPages"] >= 1
+    assert result["print"] == "completed"
+    assert any("idcard" in d for d in result["devices"])
+    assert result["events"] >= 5  # the snapshot arrived over the one event stream
+    assert shot.stat().st_size > 10_000
+
+
+def test_page_from_unlisted_origin_is_refused(agent: RunningAgent, other_site: str, demo_token: str) -> None:
+    # even holding a valid token (of another origin), a page on an unlisted origin gets nothing
+    result = browse("status", f"{other_site}/index.html?agent={agent.url}#token={demo_token}")
+    assert result["state"] == "blocked"
+    assert result["reason"] == "origin-not-allowed", result
+
+
+def test_page_without_token_is_refused(agent: RunningAgent) -> None:
+    result = browse("status", f"{agent.url}/demo/")
+    assert result["state"] == "blocked"
+    assert result["reason"] == "not-paired", result
+
+
+def test_page_with_wrong_token_is_refused(agent: RunningAgent) -> None:
+    result = browse("status", f"{agent.url}/demo/#token=cdp_not-the-token")
+    assert result["state"] == "blocked"
+    assert result["reason"] == "token-rejected", result
+
+
+def test_agent_not_running_is_told_apart(other_site: str) -> None:
+    closed = free_port()
+    result = browse("status", f"{other_site}/index.html?agent=http://127.0.0.1:{closed}")
+    assert result["state"] == "blocked"
+    assert result["reason"] == "agent-not-running", result
