@@ -9,6 +9,7 @@ the portal operator (device ids, origins, client ids) and status names.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -30,12 +31,18 @@ def device_of(request: Message) -> str:
     return ""
 
 
+_UNSAFE = re.compile(r'[^\x21-\x7e]|"')
+
+
 def _clean(value: str, limit: int = 200) -> str:
-    return "".join(c if c.isprintable() and c not in " \"" else "_" for c in value[:limit])
+    """One token of a key=value line: printable ASCII without spaces or quotes."""
+    return _UNSAFE.sub("_", value[:limit])
 
 
 def record(*, operation: str, client_id: str, origin: str, transport: str, outcome: str,
            device_id: str = "", peer: str = "", duration: float | None = None) -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return
     fields = {"operation": operation, "client_id": _clean(client_id), "origin": _clean(origin),
               "transport": transport, "device_id": _clean(device_id), "outcome": outcome, "peer": _clean(peer),
               "at": round(time.time(), 3)}

@@ -204,7 +204,9 @@ class ConnectServer:
         """Bind the configured loopback address; returns ``host:port``."""
         host, port = check_loopback_address(self._web.listen, "web.listen")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only then (else every
+        # response body waits for a delayed ACK, ~40 ms per call)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))

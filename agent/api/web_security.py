@@ -21,6 +21,7 @@ end-of-stream, or gRPC-Web trailers), carry ``centre-error-reason`` and are audi
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import mimetypes
@@ -57,6 +58,7 @@ CODES: dict[str, tuple[int, int]] = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback_host(host_header: str) -> bool:
     """True for ``localhost``, ``127.x.y.z`` and ``[::1]``, with or without a port."""
     host = host_header.strip().lower()
@@ -110,6 +112,9 @@ class WebPolicy:
     max_request_bytes: int
     max_streams_per_client: int
     demo_dir: Path | None = None
+
+
+_origin = functools.lru_cache(maxsize=256)(normalize_origin)
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -201,7 +206,7 @@ class GuardedApp:
         if self.policy.demo_dir is not None and method == "GET" and (path == "/demo" or path.startswith(DEMO_PREFIX)):
             await self._static(path, send)
             return
-        origin = normalize_origin(raw_origin)
+        origin = _origin(raw_origin)
         content_type = headers.get("content-type", "")
         if not raw_origin or origin not in self.policy.allowed_origins:
             deny("ORIGIN_REFUSED")

@@ -65,7 +65,8 @@ def test_demo_reads_the_simulated_card(agent: RunningAgent, demo_token: str) -> 
     assert result["state"] == "connected", result
     assert result["cardName"] == "NGUYEN VAN MAU", result
     assert "001090004567" in result["cardFields"]
-    assert "passive: unknown_issuer" in result["verdicts"]  # the simulator signs with a test CSCA the agent does not trust
+    # the simulator's card is signed by a test CSCA the agent does not trust
+    assert "passive: unknown_issuer" in result["verdicts"]
     assert "Signed by the agent" in result["attestation"]
     assert result["faceLoaded"] is True
     assert "quality" in result["finger"]
