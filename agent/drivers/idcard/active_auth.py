@@ -64,7 +64,8 @@ def verify_ecdsa_plain(key: ec.EllipticCurvePublicKey, signature: bytes, challen
     if not signature or len(signature) % 2:
         return False
     half = len(signature) // 2
-    der = encode_dss_signature(int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big"))
+    r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+    der = encode_dss_signature(r, s)
     try:
         key.verify(der, challenge, ec.ECDSA(hash_algorithm(hash_name)))
     except InvalidSignature:
@@ -90,4 +91,6 @@ async def active_authentication(channel: CardChannel, dg15: bytes | None,
     else:
         hash_name = ECDSA_OIDS.get(signature_oid or "", "sha256")
         ok = verify_ecdsa_plain(key, answer.data, challenge, hash_name)
-    return CheckResult(Verdict.VALID) if ok else CheckResult(Verdict.INVALID, ["AA signature does not verify"])
+    if ok:
+        return CheckResult(Verdict.VALID)
+    return CheckResult(Verdict.INVALID, ["AA signature does not verify"])

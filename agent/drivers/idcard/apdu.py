@@ -66,7 +66,8 @@ class CommandApdu:
         return bytes(out)
 
     def __repr__(self) -> str:  # data may carry personal or key material
-        return f"CommandApdu({self.cla:02X} {self.ins:02X} {self.p1:02X} {self.p2:02X}, lc={len(self.data)}, le={self.le})"
+        header = f"{self.cla:02X} {self.ins:02X} {self.p1:02X} {self.p2:02X}"
+        return f"CommandApdu({header}, lc={len(self.data)}, le={self.le})"
 
 
 def parse_command(raw: bytes) -> tuple[CommandApdu, bool]:

@@ -30,7 +30,8 @@ async def chip_authentication(channel: CardChannel, infos: SecurityInfos | None)
     key_ref = tlv.encode(0x84, key.key_id.to_bytes(1, "big")) if key.key_id is not None else b""
     try:
         if info.suite is DES3:
-            answer = await channel.send(CommandApdu(0x00, 0x22, 0x41, 0xA6, tlv.encode(0x91, public) + key_ref))
+            kat = tlv.encode(0x91, public) + key_ref
+            answer = await channel.send(CommandApdu(0x00, 0x22, 0x41, 0xA6, kat))
         else:
             answer = await channel.send(CommandApdu(0x00, 0x22, 0x41, 0xA4,
                                                     tlv.encode(0x80, encode_oid(info.oid)) + key_ref))

@@ -252,7 +252,7 @@ def curve_for_parameter_id(parameter_id: int) -> Curve:
     try:
         return _BY_ID[parameter_id]
     except KeyError:
-        raise DataFormatError(f"PACE domain parameter id {parameter_id} is not a supported EC curve") from None
+        raise DataFormatError(f"PACE domain parameter id {parameter_id} is not a supported curve") from None
 
 
 def curve_by_name(name: str) -> Curve:

@@ -55,7 +55,8 @@ def parse_facial_record(data: bytes) -> FacialRecord:
     block_end = offset + block_length
     if block_end > record_length or image_start > block_end:
         raise DataFormatError("DG2 facial record block is inconsistent")
-    image_type, width, height = data[image_info + 1], *struct.unpack(">HH", data[image_info + 2:image_info + 6])
+    image_type = data[image_info + 1]
+    width, height = struct.unpack(">HH", data[image_info + 2:image_info + 6])
     image = data[image_start:block_end]
     if image_type not in (0, 1):
         raise DataFormatError("DG2 image data type is neither JPEG nor JPEG 2000")

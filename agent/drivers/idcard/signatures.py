@@ -89,7 +89,7 @@ def verify_certificate(cert: x509.Certificate, issuer: x509.Certificate) -> bool
 
 def signed_attributes_der(signer: cms.SignerInfo) -> bytes:
     """The DER of the signed attributes as signed: a SET OF, not the [0] IMPLICIT form."""
-    encoded = signer["signed_attrs"].dump()
+    encoded: bytes = signer["signed_attrs"].dump()
     return b"\x31" + encoded[1:]
 
 

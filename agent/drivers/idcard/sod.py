@@ -16,19 +16,19 @@ ID_LDS_SECURITY_OBJECT = "2.23.136.1.1.1"
 HASH_NAMES = {"sha1": "sha1", "sha224": "sha224", "sha256": "sha256", "sha384": "sha384", "sha512": "sha512"}
 
 
-class DataGroupHash(core.Sequence):
+class DataGroupHash(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
     _fields = [("data_group_number", core.Integer), ("data_group_hash_value", core.OctetString)]
 
 
-class DataGroupHashes(core.SequenceOf):
+class DataGroupHashes(core.SequenceOf):  # type: ignore[misc]  # asn1crypto is untyped
     _child_spec = DataGroupHash
 
 
-class LdsVersionInfo(core.Sequence):
+class LdsVersionInfo(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
     _fields = [("lds_version", core.PrintableString), ("unicode_version", core.PrintableString)]
 
 
-class LdsSecurityObject(core.Sequence):
+class LdsSecurityObject(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
     _fields = [
         ("version", core.Integer),
         ("hash_algorithm", algos.DigestAlgorithm),

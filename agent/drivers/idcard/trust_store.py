@@ -20,11 +20,11 @@ _CERT_SUFFIXES = {".pem", ".crt", ".cer", ".der"}
 _MASTER_LIST_SUFFIXES = {".ml", ".ldif.ml", ".p7m", ".p7b"}
 
 
-class CertificateSet(core.SetOf):
+class CertificateSet(core.SetOf):  # type: ignore[misc]  # asn1crypto is untyped
     _child_spec = x509.Certificate
 
 
-class CscaMasterList(core.Sequence):
+class CscaMasterList(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
     _fields = [("version", core.Integer), ("cert_list", CertificateSet)]
 
 

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from agent.domain.idcard import CanKey
 from agent.drivers.idcard import tlv
 from agent.drivers.idcard.apdu import (
     SW_AUTH_BLOCKED,
@@ -35,8 +36,8 @@ from agent.drivers.idcard.apdu import (
     parse_command,
 )
 from agent.drivers.idcard.bac import derive_keys, session_from_exchange
-from agent.drivers.idcard.cipher_suite import DES3, KDF_ENC, KDF_MAC, CipherSuite, pad
-from agent.drivers.idcard.curves import Curve, Point
+from agent.drivers.idcard.cipher_suite import AES128, AES192, AES256, DES3, KDF_ENC, KDF_MAC, CipherSuite, pad
+from agent.drivers.idcard.curves import Curve, Point, curve_for_parameter_id
 from agent.drivers.idcard.mrz import bac_key_seed
 from agent.drivers.idcard.pace import (
     PASSWORD_CAN,
@@ -49,7 +50,6 @@ from agent.drivers.idcard.pace import (
 from agent.drivers.idcard.reading import EMRTD_AID
 from agent.drivers.idcard.secure_messaging import SecureMessaging
 from agent.drivers.idcard.security_infos import PaceInfo, decode_oid
-from agent.domain.idcard import CanKey
 from agent.errors import DataFormatError, DeviceProtocolError
 from agent.simulator.emrtd.issuer import FID_CARD_ACCESS, CardFaults, IssuedCard, issue
 from agent.simulator.emrtd.profiles import CIPHER_ARC, CardProfile, sample_cccd
@@ -68,7 +68,7 @@ def _atr() -> bytes:
 ATR = _atr()
 
 
-class _Reply(Exception):  # noqa: N818 - control flow inside the emulator only
+class _Reply(Exception):
     def __init__(self, sw: int, data: bytes = b"") -> None:
         super().__init__(f"{sw:04X}")
         self.sw = sw
@@ -94,7 +94,8 @@ class EmulatedEmrtd:
     """One emulated chip. ``power_on`` resets it (a new session); state persists only for
     the wrong-key counter, as on a real card."""
 
-    def __init__(self, card: CardProfile | IssuedCard | None = None, *, faults: CardFaults | None = None) -> None:
+    def __init__(self, card: CardProfile | IssuedCard | None = None, *,
+                 faults: CardFaults | None = None) -> None:
         self.faults = faults or CardFaults()
         if isinstance(card, IssuedCard):
             self.issued = card
@@ -334,7 +335,6 @@ class EmulatedEmrtd:
         else:
             return b"", SW_WRONG_DATA
         info = PaceInfo(oid, 2, offer.parameter_id)
-        from agent.drivers.idcard.curves import curve_for_parameter_id  # noqa: PLC0415
 
         self._pace = _PaceRun(info, info.suite, curve_for_parameter_id(offer.parameter_id), password)
         return b"", SW_OK
@@ -399,8 +399,8 @@ class EmulatedEmrtd:
             point = curve.decode_point(item.value)
         except DeviceProtocolError:
             return b"", SW_WRONG_DATA
-        secret = curve.multiply(key.private_numbers().private_value, point)[0].to_bytes(curve.field_size, "big")
-        from agent.drivers.idcard.cipher_suite import AES128, AES192, AES256  # noqa: PLC0415
+        shared = curve.multiply(key.private_numbers().private_value, point)
+        secret = shared[0].to_bytes(curve.field_size, "big")
 
         suite = {"3DES": DES3, "AES-128": AES128, "AES-192": AES192, "AES-256": AES256}[cipher]
         self._pending_sm = SecureMessaging(suite, suite.kdf(secret, KDF_ENC), suite.kdf(secret, KDF_MAC), 0)

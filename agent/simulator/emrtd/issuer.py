@@ -68,7 +68,7 @@ class IssuedCard:
 
 @functools.lru_cache(maxsize=4)
 def _rsa_key(label: str) -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(65537, 1024)
+    return rsa.generate_private_key(65537, 1024)  # noqa: S505 - typical AA key size of issued cards
 
 
 @functools.lru_cache(maxsize=4)
@@ -117,8 +117,10 @@ def issue(profile: CardProfile, faults: CardFaults | None = None) -> IssuedCard:
     if aa_key is not None:
         published = aa_key.public_key()
         if faults.aa_wrong_key:
-            published = (_rsa_key("other") if isinstance(aa_key, rsa.RSAPrivateKey) else _ec_key("other")).public_key()
-        spki = published.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+            other = _rsa_key("other") if isinstance(aa_key, rsa.RSAPrivateKey) else _ec_key("other")
+            published = other.public_key()
+        spki = published.public_bytes(serialization.Encoding.DER,
+                                      serialization.PublicFormat.SubjectPublicKeyInfo)
         groups[15] = tlv.encode(DG_TAGS[15], spki)
 
     ca_key: ec.EllipticCurvePrivateKey | None = None

@@ -133,7 +133,8 @@ def sign_content(content_type: str, content: bytes, key: SigningKey, cert: x509.
         "certificates": [asn1_cert],
         "signer_infos": [signer],
     })
-    return cms.ContentInfo({"content_type": "signed_data", "content": signed}).dump()
+    der: bytes = cms.ContentInfo({"content_type": "signed_data", "content": signed}).dump()
+    return der
 
 
 def build_sod(pki: TestPki, dg_hashes: dict[int, bytes], hash_name: str = "sha256") -> bytes:
@@ -142,7 +143,8 @@ def build_sod(pki: TestPki, dg_hashes: dict[int, bytes], hash_name: str = "sha25
         "version": 0,
         "hash_algorithm": algos.DigestAlgorithm({"algorithm": hash_name}),
         "data_group_hash_values": DataGroupHashes([
-            DataGroupHash({"data_group_number": n, "data_group_hash_value": h}) for n, h in sorted(dg_hashes.items())
+            DataGroupHash({"data_group_number": n, "data_group_hash_value": h})
+            for n, h in sorted(dg_hashes.items())
         ]),
     })
     info = sign_content(ID_LDS_SECURITY_OBJECT, lds.dump(), pki.ds_key, pki.ds_cert)

@@ -6,6 +6,7 @@ is fictitious. The face is a generated picture, not a person.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import random
@@ -63,7 +64,8 @@ def td1(doc_code: str, state: str, number: str, optional1: str, dob: str, sex: s
 
     number9 = fit(number, 9)
     l1 = fit(doc_code, 2) + fit(state, 3) + number9 + check_digit(number9) + fit(optional1, 15)
-    l2 = dob + check_digit(dob) + sex + expiry + check_digit(expiry) + fit(nationality, 3) + fit(optional2, 11)
+    l2 = (dob + check_digit(dob) + sex + expiry + check_digit(expiry) + fit(nationality, 3)
+          + fit(optional2, 11))
     l2 += check_digit(l1[5:30] + l2[0:7] + l2[8:15] + l2[18:29])
     l3 = fit(surname.replace(" ", "<") + "<<" + given.replace(" ", "<"), 30)
     return "\n".join((l1, l2, l3))
@@ -74,7 +76,8 @@ def td3(doc_code: str, state: str, surname: str, given: str, number: str, nation
     def fit(value: str, size: int) -> str:
         return (value + "<" * size)[:size]
 
-    l1 = fit(doc_code, 2) + fit(state, 3) + fit(surname.replace(" ", "<") + "<<" + given.replace(" ", "<"), 39)
+    name = surname.replace(" ", "<") + "<<" + given.replace(" ", "<")
+    l1 = fit(doc_code, 2) + fit(state, 3) + fit(name, 39)
     number9 = fit(number, 9)
     personal14 = fit(personal, 14)
     l2 = (number9 + check_digit(number9) + fit(nationality, 3) + dob + check_digit(dob) + sex + expiry
@@ -120,7 +123,6 @@ def sample_passport(**changes: object) -> CardProfile:
 
 
 def _replace(profile: CardProfile, changes: Mapping[str, object]) -> CardProfile:
-    import dataclasses  # noqa: PLC0415 - only needed here
 
     return dataclasses.replace(profile, **changes)  # type: ignore[arg-type]
 
