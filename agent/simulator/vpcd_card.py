@@ -38,6 +38,7 @@ import socket
 import struct
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Protocol
 
 CTRL_POWER_OFF = 0x00
@@ -230,19 +231,41 @@ class VpcdCardBridge:
         self._disconnect()
 
 
-def load_card(profile: str, card_factory: str | None) -> VirtualCard:
-    """Build the card: a named emulator profile, or ``module:callable`` returning a card."""
-    if card_factory:
-        module_name, _, attr = card_factory.partition(":")
+def build_card(args: argparse.Namespace) -> VirtualCard:
+    """The card the command line asks for: an emulator profile with changes, or a factory."""
+    if args.card_factory:
+        module_name, _, attr = args.card_factory.partition(":")
         factory = getattr(importlib.import_module(module_name), attr)
         card: VirtualCard = factory()
         return card
     from agent.simulator import emrtd
 
-    samples = {"cccd": "sample_cccd", "passport": "sample_passport"}
-    sample = getattr(emrtd, samples[profile])()
-    emulated: VirtualCard = emrtd.EmulatedEmrtd(sample)
-    return emulated
+    changes: dict[str, object] = {}
+    if args.no_pace:
+        changes["pace"] = ()
+    elif args.pace:
+        offers = []
+        for spec in args.pace:
+            cipher, _, parameter = spec.partition(":")
+            offers.append(emrtd.PaceOffer(cipher, int(parameter or "13")))
+        changes["pace"] = tuple(offers)
+    if args.no_extended_length:
+        changes["extended_length"] = False
+    if args.canary:
+        # A unique string planted in the holder data, for privacy canary tests.
+        base = emrtd.sample_cccd() if args.profile == "cccd" else None
+        if base is not None and base.dg13 is not None:
+            dg13 = dict(base.dg13)
+            dg13[9] = f"{args.canary} {dg13.get(9, '')}"
+            changes["dg13"] = dg13
+    profile = (emrtd.sample_cccd if args.profile == "cccd" else emrtd.sample_passport)(**changes)
+    faults = emrtd.CardFaults(max_wrong_key_attempts=args.max_wrong_key_attempts)
+    emulated = emrtd.EmulatedEmrtd(profile, faults=faults)
+    if args.csca_out:
+        # The test CSCA is generated per process: hand its certificate (public) to the tests.
+        Path(args.csca_out).write_bytes(emulated.issued.pki.csca_der)
+    served: VirtualCard = emulated
+    return served
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,6 +276,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=("cccd", "passport"), default="cccd")
     parser.add_argument("--card", dest="card_factory", default=None,
                         help="module:callable returning a card object instead of a profile")
+    parser.add_argument("--no-pace", action="store_true", help="offer BAC only (no EF.CardAccess)")
+    parser.add_argument("--pace", action="append", metavar="CIPHER[:PARAM_ID]",
+                        help="offer PACE with this cipher (3DES, AES-128...) and domain parameter id")
+    parser.add_argument("--no-extended-length", action="store_true",
+                        help="the card refuses extended-length APDUs")
+    parser.add_argument("--max-wrong-key-attempts", type=int, default=None,
+                        help="block the card after this many failed BAC/PACE attempts")
+    parser.add_argument("--csca-out", default=None, help="write the test CSCA certificate (DER) here")
+    parser.add_argument("--canary", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--removed", action="store_true", help="start with the card off the reader")
     parser.add_argument("--drop-after", type=int, default=None,
                         help="answer N APDUs, then vanish mid-exchange (fault injection)")
@@ -260,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.host.startswith("127.") and args.host != "localhost":
         parser.error("vpcd_card only talks to loopback")
-    card = load_card(args.profile, args.card_factory)
+    card = build_card(args)
     bridge = VpcdCardBridge(card, args.port, host=args.host, inserted=not args.removed,
                             drop_after=args.drop_after)
     try:

@@ -73,6 +73,8 @@ CARD_SETTLING: Final = frozenset({W_UNPOWERED_CARD, W_RESET_CARD})
 _IOCTL_GET_FEATURE_REQUEST: Final = scard.SCARD_CTL_CODE(3400)
 _FEATURE_GET_TLV_PROPERTIES: Final = 0x12
 _PROPERTY_MAX_APDU_DATA_SIZE: Final = 0x0A
+#: READ BINARY, offset 0, extended Le = 1 (see :meth:`PcscCardConnection.probe_extended_length`).
+_EXTENDED_PROBE: Final = bytes.fromhex("00B00000000001")
 #: The largest data field of a short APDU is 255 (Lc) / 256 (Le).
 SHORT_APDU_DATA: Final = 256
 
@@ -304,6 +306,23 @@ class PcscCardConnection:
         if unsigned(hresult) != SUCCESS:
             return None
         return parse_tlv_properties(bytes(answer)).get(_PROPERTY_MAX_APDU_DATA_SIZE)
+
+    def probe_extended_length(self) -> bool:
+        """Ask the reader path whether it carries an extended-length command at all.
+
+        For readers that publish no part-10 properties behind cards whose ATR says nothing.
+        Sent before any authentication, so it disturbs no secure channel: a READ BINARY of
+        the current EF with a 1-byte Le in extended form. A card that does not parse the
+        form answers ``67xx``; a reader that cannot carry it fails the exchange. Any other
+        answer (``6986`` no current EF, ``6A82``, data...) means it came through.
+        """
+        try:
+            response = self.transmit(_EXTENDED_PROBE)
+        except CardRemovedError:
+            raise
+        except AgentError:
+            return False
+        return response[-2] != 0x67
 
     def close(self, *, reset: bool = False) -> None:
         """End the transaction, disconnect, release the context. Never raises.

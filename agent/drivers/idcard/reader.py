@@ -182,9 +182,7 @@ class PcscIdCardReader(IdCardReader):
         await self._ctx.run_blocking(connection.open)
         reset = True
         try:
-            reader_max = await self._ctx.run_blocking(connection.reader_max_apdu_data)
-            extended = choose_extended_length(self._backend.extended_length_policy, reader_max,
-                                              atr_extended_length(connection.atr))
+            extended = await self._extended_length(connection)
             self._last_extended_length = extended
             transport = PcscTransport(connection, self._ctx.run_blocking, extended_length=extended)
             result: CardRead = await read_document(transport, key, options, trust)
@@ -198,6 +196,18 @@ class PcscIdCardReader(IdCardReader):
         finally:
             # After a failed or cancelled read, reset the card: no half-open secure channel.
             await self._ctx.run_blocking(lambda: connection.close(reset=reset))
+
+    async def _extended_length(self, connection: PcscCardConnection) -> bool:
+        policy = self._backend.extended_length_policy
+        if policy != "auto":
+            return choose_extended_length(policy, None, None)
+        reader_max = await self._ctx.run_blocking(connection.reader_max_apdu_data)
+        atr_says = atr_extended_length(connection.atr)
+        if reader_max is None and atr_says is None:
+            # Neither the reader nor the card says: try one harmless extended command.
+            probed: bool = await self._ctx.run_blocking(connection.probe_extended_length)
+            return probed
+        return choose_extended_length(policy, reader_max, atr_says)
 
     def card_changed(self, present: bool, atr: bytes, *, announce: bool) -> None:
         """Called by the backend on the event loop when the watcher saw the card come or go."""
