@@ -16,8 +16,8 @@ from agent.drivers.idcard.pcsc import PcscCardConnection, PcscTransport
 from agent.drivers.idcard.reader import PcscBackend, PcscIdCardReader
 from agent.drivers.registry import load_backend_class
 from agent.errors import CardRemovedError, DeviceStateError, DeviceUnavailableError
-from tests.idcard.conftest import RecordingContext
 from tests.idcard.pcsc_testbed import FRIENDLY_NAME, PcscdPeer, VpcdCardProcess, wait_for_card
+from tests.support.context import RecordingContext
 
 
 def slot0(backend: PcscBackend) -> PcscIdCardReader:

@@ -16,8 +16,8 @@ from agent.drivers.idcard.reader import PcscBackend, PcscIdCardReader
 from agent.errors import AccessDeniedError, CardRemovedError
 from agent.simulator.emrtd import sample_cccd, sample_passport
 from agent.simulator.emrtd.profiles import SAMPLE_ID
-from tests.idcard.conftest import RecordingContext
 from tests.idcard.pcsc_testbed import FRIENDLY_NAME, PcscdPeer, VpcdCardProcess, wait_for_card
+from tests.support.context import RecordingContext
 
 CCCD_KEY = mrz.parse(sample_cccd().mrz).key()
 PASSPORT_KEY = mrz.parse(sample_passport().mrz).key()
