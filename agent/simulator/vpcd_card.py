@@ -33,6 +33,7 @@ import contextlib
 import importlib
 import json
 import os
+import random
 import selectors
 import socket
 import struct
@@ -231,6 +232,42 @@ class VpcdCardBridge:
         self._disconnect()
 
 
+class _SeededSecrets:
+    """Stands in for the ``secrets`` module inside the emulator (``--replayable``): the card's
+    challenges, session key halves and AA padding repeat after every power-on, so a recorded
+    BAC session can be replayed byte for byte (the replay benchmark). Never for real use."""
+
+    def __init__(self, seed: int) -> None:
+        self._seed = seed
+        self._rng = random.Random(seed)
+
+    def reseed(self) -> None:
+        self._rng.seed(self._seed)
+
+    def token_bytes(self, size: int) -> bytes:
+        return self._rng.randbytes(size)
+
+
+class _ReplayableCard:
+    """Reseeds the emulator's randomness on every power-on and reset."""
+
+    def __init__(self, card: VirtualCard, randomness: _SeededSecrets) -> None:
+        self._card = card
+        self._randomness = randomness
+
+    def power_on(self) -> bytes:
+        self._randomness.reseed()
+        return self._card.power_on()
+
+    def power_off(self) -> None:
+        power_off = getattr(self._card, "power_off", None)
+        if callable(power_off):
+            power_off()
+
+    def transmit(self, apdu: bytes) -> bytes:
+        return self._card.transmit(apdu)
+
+
 def build_card(args: argparse.Namespace) -> VirtualCard:
     """The card the command line asks for: an emulator profile with changes, or a factory."""
     if args.card_factory:
@@ -265,6 +302,12 @@ def build_card(args: argparse.Namespace) -> VirtualCard:
         # The test CSCA is generated per process: hand its certificate (public) to the tests.
         Path(args.csca_out).write_bytes(emulated.issued.pki.csca_der)
     served: VirtualCard = emulated
+    if args.replayable:
+        from agent.simulator.emrtd import card as card_module
+
+        randomness = _SeededSecrets(9303)
+        setattr(card_module, "secrets", randomness)  # noqa: B010 - swap the module the emulator calls
+        served = _ReplayableCard(emulated, randomness)
     return served
 
 
@@ -285,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="block the card after this many failed BAC/PACE attempts")
     parser.add_argument("--csca-out", default=None, help="write the test CSCA certificate (DER) here")
     parser.add_argument("--canary", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--replayable", action="store_true",
+                        help="repeat the card's randomness after each power-on (replay benchmark only)")
     parser.add_argument("--removed", action="store_true", help="start with the card off the reader")
     parser.add_argument("--drop-after", type=int, default=None,
                         help="answer N APDUs, then vanish mid-exchange (fault injection)")

@@ -178,7 +178,7 @@ class PcscIdCardReader(IdCardReader):
         from agent.drivers.idcard.session import read_document
 
         trust = await self._backend.trust_store()
-        connection = PcscCardConnection(self.reader, device_id=device_id)
+        connection = self._backend.connection_factory(self.reader, device_id=device_id)
         await self._ctx.run_blocking(connection.open)
         reset = True
         try:
@@ -245,6 +245,8 @@ class PcscBackend(DeviceBackend):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._devices: dict[str, PcscIdCardReader] = {}  # by PC/SC reader name
         self.service_available = False
+        #: Builds card connections; a seam for the replay benchmark, which records the APDUs.
+        self.connection_factory: type[PcscCardConnection] = PcscCardConnection
 
     # -- lifecycle -------------------------------------------------------------------------------
 
