@@ -143,6 +143,13 @@ class EmulatedEmrtd:
         except DataFormatError:
             return SW_WRONG_LENGTH.to_bytes(2, "big")
         if extended and not self.profile.extended_length:
+            if cmd.cla & 0x0C == 0x0C and self._sm is not None:
+                try:
+                    self._sm.unprotect_command(cmd)
+                except DeviceProtocolError:
+                    self._sm = None
+                    return SW_SM_OBJECTS_INCORRECT.to_bytes(2, "big")
+                return self._sm.protect_response(b"", SW_WRONG_LENGTH)
             return SW_WRONG_LENGTH.to_bytes(2, "big")
         if cmd.cla & 0x0C == 0x0C:
             return self._transmit_protected(cmd, extended)
