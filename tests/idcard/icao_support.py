@@ -17,9 +17,15 @@ def trust_for(card: EmulatedEmrtd) -> TrustStore:
     return store
 
 
-async def read_card(profile: CardProfile, *, key: AccessKey | None = None, faults: CardFaults | None = None,
-                    trusted: bool = True, options: ReadOptions | None = None,
-                    extended_length: bool | None = None) -> tuple[CardRead, EmulatedEmrtd, EmulatedTransport]:
+async def read_card(
+    profile: CardProfile,
+    *,
+    key: AccessKey | None = None,
+    faults: CardFaults | None = None,
+    trusted: bool = True,
+    options: ReadOptions | None = None,
+    extended_length: bool | None = None,
+) -> tuple[CardRead, EmulatedEmrtd, EmulatedTransport]:
     card = EmulatedEmrtd(profile, faults=faults)
     transport = EmulatedTransport(card, extended_length=extended_length)
     trust = trust_for(card) if trusted else None

@@ -4,6 +4,7 @@ anything else, and never hangs."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import pytest
@@ -32,6 +33,7 @@ def _card() -> EmulatedEmrtd:
 
 # -- TLV ------------------------------------------------------------------------------------------
 
+
 def test_tlv_basics() -> None:
     data = tlv.encode(0x5F1F, b"x" * 300) + tlv.encode(0x7F61, tlv.encode(0x02, b"\x01"))
     items = tlv.parse_all(data)
@@ -41,7 +43,7 @@ def test_tlv_basics() -> None:
     assert items[1].children()[0].value == b"\x01"
     assert tlv.header_size(data) == (5, 300)
     assert "len=300" in repr(items[0])
-    for bad in (b"\x5F", b"\x04\x80", b"\x04\x85\x00\x00\x00\x00\x01", b"\x04\x05abc", b"\x04\x82\x01"):
+    for bad in (b"\x5f", b"\x04\x80", b"\x04\x85\x00\x00\x00\x00\x01", b"\x04\x05abc", b"\x04\x82\x01"):
         with pytest.raises(DataFormatError):
             tlv.parse_all(bad)
     with pytest.raises(DataFormatError):
@@ -69,12 +71,20 @@ def test_tlv_round_trip(tag_seed: int, value: bytes) -> None:
 
 # -- APDUs ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("apdu", [
-    CommandApdu(0, 0xA4, 4, 0x0C, b"\xa0\x00"), CommandApdu(0, 0xB0, 0, 0, le=256),
-    CommandApdu(0, 0xB0, 0, 0, le=65536), CommandApdu(0, 0x88, 0, 0, b"12345678", le=256),
-    CommandApdu(0, 0xB0, 0, 0, le=1000), CommandApdu(0, 0xD6, 0, 0, b"x" * 300),
-    CommandApdu(0, 0x86, 0, 0, b"x" * 300, le=65536), CommandApdu(0, 0x84, 0, 0),
-])
+
+@pytest.mark.parametrize(
+    "apdu",
+    [
+        CommandApdu(0, 0xA4, 4, 0x0C, b"\xa0\x00"),
+        CommandApdu(0, 0xB0, 0, 0, le=256),
+        CommandApdu(0, 0xB0, 0, 0, le=65536),
+        CommandApdu(0, 0x88, 0, 0, b"12345678", le=256),
+        CommandApdu(0, 0xB0, 0, 0, le=1000),
+        CommandApdu(0, 0xD6, 0, 0, b"x" * 300),
+        CommandApdu(0, 0x86, 0, 0, b"x" * 300, le=65536),
+        CommandApdu(0, 0x84, 0, 0),
+    ],
+)
 def test_command_apdu_round_trip(apdu: CommandApdu) -> None:
     decoded, extended = parse_command(apdu.encode())
     assert decoded == apdu
@@ -90,10 +100,8 @@ def test_response_apdu() -> None:
 @FAST
 @given(st.binary(max_size=300))
 def test_command_parser_is_total(data: bytes) -> None:
-    try:
+    with contextlib.suppress(DataFormatError):
         parse_command(data)
-    except DataFormatError:
-        pass
 
 
 @FAST
@@ -101,10 +109,8 @@ def test_command_parser_is_total(data: bytes) -> None:
 def test_secure_messaging_unprotect_is_total(data: bytes, suite: object) -> None:
     assert suite is DES3 or suite is AES128
     sm = SecureMessaging(suite, bytes(range(16)), bytes(range(16, 32)), 5)
-    try:
+    with contextlib.suppress(DeviceProtocolError):
         sm.unprotect(data)
-    except DeviceProtocolError:
-        pass
     try:
         cmd, _ = parse_command(b"\x0c\xb0\x00\x00" + bytes([len(data[:255])]) + data[:255])
         sm.unprotect_command(cmd)
@@ -125,6 +131,7 @@ _SHARED_CARD = EmulatedEmrtd(sample_cccd())
 
 # -- LDS files ------------------------------------------------------------------------------------
 
+
 def test_com_and_dg1() -> None:
     card = _card()
     com = lds.parse_com(card.issued.files[0x011E])
@@ -137,10 +144,8 @@ def test_com_and_dg1() -> None:
 @given(st.binary(max_size=120))
 def test_com_dg1_dg15_security_infos_are_total(data: bytes) -> None:
     for parser in (lds.parse_com, lds.parse_dg1, parse_dg15, parse_security_infos):
-        try:
+        with contextlib.suppress(*TYPED):
             parser(data)
-        except TYPED:
-            pass
 
 
 @FAST
@@ -150,10 +155,8 @@ def test_mutated_dg14_and_card_access(position: int, value: int) -> None:
     for raw in (lds.unwrap(card.issued.files[0x010E], 14), card.issued.files[0x011C]):
         mutated = bytearray(raw)
         mutated[position % len(mutated)] = value
-        try:
+        with contextlib.suppress(*TYPED):
             parse_security_infos(bytes(mutated))
-        except TYPED:
-            pass
 
 
 def test_dg14_infos() -> None:
@@ -163,6 +166,7 @@ def test_dg14_infos() -> None:
 
 
 # -- DG2 ------------------------------------------------------------------------------------------
+
 
 def test_dg2_jpeg_and_errors() -> None:
     image, width, height = sample_face("jpeg")
@@ -183,22 +187,19 @@ def test_mutated_dg2_header_parses_or_raises(position: int, value: int) -> None:
     image, width, height = sample_face("jpeg")
     dg2 = bytearray(build_dg2(image[:2000], width, height, jpeg2000=False))
     dg2[position] = value
-    try:
+    with contextlib.suppress(*TYPED):
         parse_dg2(bytes(dg2))
-    except TYPED:
-        pass
 
 
 @FAST
 @given(st.binary(max_size=300))
 def test_dg2_parser_is_total(data: bytes) -> None:
-    try:
+    with contextlib.suppress(*TYPED):
         parse_dg2(data)
-    except TYPED:
-        pass
 
 
 # -- SOD ------------------------------------------------------------------------------------------
+
 
 def test_sod_parses() -> None:
     sod = parse_sod(_card().issued.files[0x011D])
@@ -212,26 +213,23 @@ def test_sod_parses() -> None:
 def test_mutated_sod_parses_or_raises(position: int, value: int) -> None:
     sod = bytearray(_SOD)
     sod[position % len(sod)] = value
-    try:
+    with contextlib.suppress(*TYPED):
         parse_sod(bytes(sod))
-    except TYPED:
-        pass
 
 
 @FAST
 @given(st.binary(max_size=200))
 def test_sod_parser_is_total(data: bytes) -> None:
     for candidate in (data, tlv.encode(0x77, data)):
-        try:
+        with contextlib.suppress(*TYPED):
             parse_sod(candidate)
-        except TYPED:
-            pass
 
 
 _SOD = EmulatedEmrtd(sample_cccd()).issued.files[0x011D]
 
 
 # -- QR -------------------------------------------------------------------------------------------
+
 
 def test_cccd_qr() -> None:
     qr = parse_cccd_qr("001199012345|012345678|Trần Thị Thử Nghiệm|15031999|Nữ|Số 1 Đường Kiểm Thử|10012024")
@@ -244,9 +242,15 @@ def test_cccd_qr() -> None:
     extra = parse_cccd_qr("001199012345||Tên|15031999|Nam|Địa chỉ|10012024|extra|fields".encode())
     assert extra.old_id_number == ""
     assert extra.sex == "M"
-    for bad in ("", "1|2|3", "00119901234|x|N|15031999|Nam|A|10012024", "001199012345|x|N|15031999|Nam|A|10012024",
-                "001199012345||N|31021999|Nam|A|10012024", "001199012345||N|1503199|Nam|A|10012024",
-                "001199012345||N|15031999|Nam|A|10012024".encode("utf-16")):
+    for bad in (
+        "",
+        "1|2|3",
+        "00119901234|x|N|15031999|Nam|A|10012024",
+        "001199012345|x|N|15031999|Nam|A|10012024",
+        "001199012345||N|31021999|Nam|A|10012024",
+        "001199012345||N|1503199|Nam|A|10012024",
+        "001199012345||N|15031999|Nam|A|10012024".encode("utf-16"),
+    ):
         with pytest.raises(DataFormatError):
             parse_cccd_qr(bad)
 
@@ -254,7 +258,5 @@ def test_cccd_qr() -> None:
 @FAST
 @given(st.one_of(st.text(max_size=200), st.binary(max_size=200)))
 def test_qr_parser_is_total(payload: str | bytes) -> None:
-    try:
+    with contextlib.suppress(DataFormatError):
         parse_cccd_qr(payload)
-    except DataFormatError:
-        pass

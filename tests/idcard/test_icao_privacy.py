@@ -33,19 +33,30 @@ def _assert_clean(text: str) -> None:
         assert canary.lower() not in text.lower()
 
 
-@pytest.mark.parametrize("faults", [
-    CardFaults(), CardFaults(bad_dg_hash=13), CardFaults(unknown_csca=True), CardFaults(aa_wrong_key=True),
-    CardFaults(truncate_dg=13), CardFaults(bad_mac=True), CardFaults(wrong_sw={0xB0: 0x6A80}),
-])
-async def test_no_card_data_in_logs_errors_or_reprs(faults: CardFaults, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "faults",
+    [
+        CardFaults(),
+        CardFaults(bad_dg_hash=13),
+        CardFaults(unknown_csca=True),
+        CardFaults(aa_wrong_key=True),
+        CardFaults(truncate_dg=13),
+        CardFaults(bad_mac=True),
+        CardFaults(wrong_sw={0xB0: 0x6A80}),
+    ],
+)
+async def test_no_card_data_in_logs_errors_or_reprs(
+    faults: CardFaults, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     profile = _canary_profile()
     card = EmulatedEmrtd(profile, faults=faults)  # type: ignore[arg-type]
     texts: list[str] = []
     result: CardRead | None = None
     try:
-        result = await read_document(EmulatedTransport(card), card.issued.mrz_key, ReadOptions(include_raw=True),
-                                     trust_for(card))
+        result = await read_document(
+            EmulatedTransport(card), card.issued.mrz_key, ReadOptions(include_raw=True), trust_for(card)
+        )
     except AgentError as exc:
         texts += [str(exc), repr(exc), exc.reason]
     if result is not None:
@@ -53,8 +64,16 @@ async def test_no_card_data_in_logs_errors_or_reprs(faults: CardFaults, caplog: 
         assert result.personal.full_name == CANARY_NAME
         assert result.personal.id_number == CANARY_ID
         # ... yet no rendering of the result shows it
-        texts += [repr(result), str(result), repr(result.personal), repr(result.face), str(result.verification),
-                  repr(card), repr(card.issued), repr(card.issued.mrz_key)]
+        texts += [
+            repr(result),
+            str(result),
+            repr(result.personal),
+            repr(result.face),
+            str(result.verification),
+            repr(card),
+            repr(card.issued),
+            repr(card.issued.mrz_key),
+        ]
     texts.append(caplog.text)
     texts += [r.getMessage() for r in caplog.records]
     _assert_clean("\n".join(texts))

@@ -11,7 +11,14 @@ from agent.domain.idcard import CanKey, MrzKey, ReadOptions, Verdict
 from agent.drivers.idcard.session import read_document
 from agent.drivers.idcard.transport import CardTransport
 from agent.errors import AccessDeniedError, CardRemovedError, InvalidRequestError, NotSupportedError
-from agent.simulator.emrtd import EmulatedEmrtd, EmulatedTransport, PaceOffer, sample_cccd, sample_face, sample_passport
+from agent.simulator.emrtd import (
+    EmulatedEmrtd,
+    EmulatedTransport,
+    PaceOffer,
+    sample_cccd,
+    sample_face,
+    sample_passport,
+)
 from tests.idcard.icao_support import read_card, trust_for
 
 
@@ -61,10 +68,18 @@ async def test_bac_only_card_is_read_with_bac() -> None:
     assert result.verification.passive is Verdict.VALID
 
 
-@pytest.mark.parametrize(("cipher", "parameter_id"), [
-    ("3DES", 13), ("AES-128", 12), ("AES-192", 13), ("AES-256", 15), ("AES-256", 16), ("AES-128", 9),
-    ("AES-256", 18),
-])
+@pytest.mark.parametrize(
+    ("cipher", "parameter_id"),
+    [
+        ("3DES", 13),
+        ("AES-128", 12),
+        ("AES-192", 13),
+        ("AES-256", 15),
+        ("AES-256", 16),
+        ("AES-128", 9),
+        ("AES-256", 18),
+    ],
+)
 async def test_pace_cipher_suites_and_domain_parameters(cipher: str, parameter_id: int) -> None:
     result, _, _ = await read_card(sample_cccd(pace=(PaceOffer(cipher, parameter_id),)))
     assert result.access_protocol == "PACE"
@@ -74,7 +89,7 @@ async def test_pace_cipher_suites_and_domain_parameters(cipher: str, parameter_i
 
 async def test_pace_prefers_the_strongest_offer() -> None:
     offers = (PaceOffer("3DES", 13), PaceOffer("AES-256", 13), PaceOffer("AES-128", 12))
-    result, card, transport = await read_card(sample_cccd(pace=offers))
+    result, _card, transport = await read_card(sample_cccd(pace=offers))
     assert result.access_protocol == "PACE"
     assert transport.sent == result.apdu_count
 
@@ -87,7 +102,9 @@ async def test_passport_with_bac_chip_and_active_authentication() -> None:
     assert result.personal.full_name == "TRAN THI THU NGHIEM"
     assert result.personal.id_number == "001199012345"
     assert result.data_groups_read == (1, 2, 14, 15)
-    assert result.verification == result.verification.__class__(Verdict.VALID, Verdict.VALID, Verdict.VALID, ())
+    assert result.verification == result.verification.__class__(
+        Verdict.VALID, Verdict.VALID, Verdict.VALID, ()
+    )
 
 
 async def test_chip_authentication_with_3des() -> None:
@@ -198,7 +215,9 @@ async def test_can_on_a_card_without_pace_is_not_supported() -> None:
 async def test_malformed_keys_are_invalid_requests() -> None:
     card = EmulatedEmrtd(sample_cccd())
     with pytest.raises(InvalidRequestError):
-        await read_document(EmulatedTransport(card), MrzKey("12345", "99-03-15", "390315"), ReadOptions(), None)
+        await read_document(
+            EmulatedTransport(card), MrzKey("12345", "99-03-15", "390315"), ReadOptions(), None
+        )
     with pytest.raises(InvalidRequestError):
         await read_document(EmulatedTransport(card), CanKey("12ab"), ReadOptions(), None)
 

@@ -8,10 +8,10 @@ import pytest
 
 from agent.domain.idcard import Verdict
 from agent.drivers.idcard.trust_store import TrustStore
+from agent.drivers.idcard.verification import passive_authentication
 from agent.errors import ConfigError, DataFormatError
 from agent.simulator.emrtd import EmulatedEmrtd, sample_cccd
 from agent.simulator.emrtd.pki import build_master_list, build_pki
-from agent.drivers.idcard.verification import passive_authentication
 
 
 def _sod_and_groups() -> tuple[bytes, dict[int, bytes]]:

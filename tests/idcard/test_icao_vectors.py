@@ -15,7 +15,13 @@ from agent.drivers.idcard.channel import CardChannel
 from agent.drivers.idcard.cipher_suite import AES128, DES3, KDF_ENC, KDF_MAC, KDF_PACE, pad
 from agent.drivers.idcard.curves import curve_for_parameter_id
 from agent.drivers.idcard.mrz import bac_key_seed, mrz_information, pace_password
-from agent.drivers.idcard.pace import PASSWORD_MRZ, PacePassword, decrypt_nonce, map_generator, public_key_object
+from agent.drivers.idcard.pace import (
+    PASSWORD_MRZ,
+    PacePassword,
+    decrypt_nonce,
+    map_generator,
+    public_key_object,
+)
 from agent.drivers.idcard.secure_messaging import SecureMessaging
 from agent.drivers.idcard.security_infos import parse_security_infos
 
@@ -45,18 +51,24 @@ def test_appendix_d_mutual_authentication_cryptograms() -> None:
     response = H("46B9342A41396CD7386BF5803104D7CEDC122B9132139BAF2EEDC94EE178534F")
     assert DES3.mac(keys.k_mac, pad(response, 8)) == H("2F2D235D074D7449")
     assert DES3.decrypt(keys.k_enc, response) == H(
-        "4608F91988702212781723860C06C2260B4F80323EB3191CB04970CB4052790B")
+        "4608F91988702212781723860C06C2260B4F80323EB3191CB04970CB4052790B"
+    )
 
 
 def test_appendix_d_session_keys_and_ssc() -> None:
-    sm = session_from_exchange(H("0B795240CB7049B01C19B33E32804F0B"), H("0B4F80323EB3191CB04970CB4052790B"),
-                               H("4608F91988702212"), H("781723860C06C226"))
+    sm = session_from_exchange(
+        H("0B795240CB7049B01C19B33E32804F0B"),
+        H("0B4F80323EB3191CB04970CB4052790B"),
+        H("4608F91988702212"),
+        H("781723860C06C226"),
+    )
     assert derive_keys(H("0036D272F5C350ACAC50C3F572D23600")).k_enc == D_KS_ENC
     assert derive_keys(H("0036D272F5C350ACAC50C3F572D23600")).k_mac == D_KS_MAC
     assert sm.ssc == 0x887022120C06C226
     # the session built from the exchange protects the first command exactly as the example
     assert sm.protect(CommandApdu(0x00, 0xA4, 0x02, 0x0C, H("011E"))) == H(
-        "0CA4020C158709016375432908C044F68E08BF8B92D635FF24F800")
+        "0CA4020C158709016375432908C044F68E08BF8B92D635FF24F800"
+    )
 
 
 class ScriptedTransport:
@@ -74,15 +86,23 @@ class ScriptedTransport:
 
 
 async def test_appendix_d_bac_protocol_run() -> None:
-    transport = ScriptedTransport([
-        (H("0084000008"), H("4608F91988702212") + b"\x90\x00"),
-        (H("0082000028") + H("72C29C2371CC9BDB65B779B8E8D37B29ECC154AA56A8799FAE2F498F76ED92F2")
-         + H("5F1448EEA8AD90A7") + b"\x28",
-         H("46B9342A41396CD7386BF5803104D7CEDC122B9132139BAF2EEDC94EE178534F2F2D235D074D7449") + b"\x90\x00"),
-    ])
+    transport = ScriptedTransport(
+        [
+            (H("0084000008"), H("4608F91988702212") + b"\x90\x00"),
+            (
+                H("0082000028")
+                + H("72C29C2371CC9BDB65B779B8E8D37B29ECC154AA56A8799FAE2F498F76ED92F2")
+                + H("5F1448EEA8AD90A7")
+                + b"\x28",
+                H("46B9342A41396CD7386BF5803104D7CEDC122B9132139BAF2EEDC94EE178534F2F2D235D074D7449")
+                + b"\x90\x00",
+            ),
+        ]
+    )
     channel = CardChannel(transport)
-    sm = await perform_bac(channel, D_KEY, rnd_ifd=H("781723860C06C226"),
-                           k_ifd=H("0B795240CB7049B01C19B33E32804F0B"))
+    sm = await perform_bac(
+        channel, D_KEY, rnd_ifd=H("781723860C06C226"), k_ifd=H("0B795240CB7049B01C19B33E32804F0B")
+    )
     assert sm.ssc == 0x887022120C06C226
     assert channel.sm is sm
     assert not transport.script
@@ -91,17 +111,24 @@ async def test_appendix_d_bac_protocol_run() -> None:
 def test_appendix_d_secure_messaging_sequence() -> None:
     sm = SecureMessaging(DES3, D_KS_ENC, D_KS_MAC, 0x887022120C06C226)
     assert sm.protect(CommandApdu(0x00, 0xA4, 0x02, 0x0C, H("011E"))) == H(
-        "0CA4020C158709016375432908C044F68E08BF8B92D635FF24F800")
+        "0CA4020C158709016375432908C044F68E08BF8B92D635FF24F800"
+    )
     assert sm.ssc == 0x887022120C06C227
     answer = sm.unprotect(H("990290008E08FA855A5D4C50A8ED9000"))
     assert (answer.data, answer.sw) == (b"", 0x9000)
 
-    assert sm.protect(CommandApdu(0x00, 0xB0, 0x00, 0x00, le=4)) == H("0CB000000D9701048E08ED6705417E96BA5500")
+    assert sm.protect(CommandApdu(0x00, 0xB0, 0x00, 0x00, le=4)) == H(
+        "0CB000000D9701048E08ED6705417E96BA5500"
+    )
     answer = sm.unprotect(H("8709019FF0EC34F9922651990290008E08AD55CC17140B2DED9000"))
     assert answer.data == H("60145F01")
 
-    assert sm.protect(CommandApdu(0x00, 0xB0, 0x00, 0x04, le=0x12)) == H("0CB000040D9701128E082EA28A70F3C7B53500")
-    answer = sm.unprotect(H("871901FB9235F4E4037F2327DCC8964F1F9B8C30F42C8E2FFF224A990290008E08C8B2787EAEA07D749000"))
+    assert sm.protect(CommandApdu(0x00, 0xB0, 0x00, 0x04, le=0x12)) == H(
+        "0CB000040D9701128E082EA28A70F3C7B53500"
+    )
+    answer = sm.unprotect(
+        H("871901FB9235F4E4037F2327DCC8964F1F9B8C30F42C8E2FFF224A990290008E08C8B2787EAEA07D749000")
+    )
     assert answer.data == H("04303130365F36063034303030305C026175")
     assert sm.ssc == 0x887022120C06C22C
 
@@ -125,7 +152,9 @@ def test_card_side_secure_messaging_mirrors_the_terminal() -> None:
     plain = card.unprotect_command(cmd)
     assert (plain.ins, plain.p2, plain.le) == (0xB0, 0x04, 0x12)
     response = card.protect_response(H("04303130365F36063034303030305C026175"), 0x9000)
-    assert response == H("871901FB9235F4E4037F2327DCC8964F1F9B8C30F42C8E2FFF224A990290008E08C8B2787EAEA07D749000")
+    assert response == H(
+        "871901FB9235F4E4037F2327DCC8964F1F9B8C30F42C8E2FFF224A990290008E08C8B2787EAEA07D749000"
+    )
     assert terminal.unprotect(response).data == H("04303130365F36063034303030305C026175")
 
 
@@ -153,22 +182,33 @@ def test_appendix_g_nonce_mapping_and_key_agreement() -> None:
     curve = curve_for_parameter_id(13)
     sk_map = int("7F4EF07B9EA82FD78AD689B38D0BC78CF21F249D953BC46F4C6E19259C010F99", 16)
     assert curve.encode_point(curve.multiply(sk_map, curve.generator)) == H(
-        "047ACF3EFC982EC45565A4B155129EFBC74650DCBFA6362D896FC70262E0C2CC5E544552DCB6725218799115B55C9BAA6D9F6BC3A9618E70C25AF71777A9C4922D")
-    pk_map_ic = curve.decode_point(H(
-        "04824FBA91C9CBE26BEF53A0EBE7342A3BF178CEA9F45DE0B70AA601651FBA3F5730D8C879AAA9C9F73991E61B58F4D52EB87A0A0C709A49DC63719363CCD13C54"))
+        "047ACF3EFC982EC45565A4B155129EFBC74650DCBFA6362D896FC70262E0C2CC5E544552DCB6725218799115B55C9BAA6D9F6BC3A9618E70C25AF71777A9C4922D"
+    )
+    pk_map_ic = curve.decode_point(
+        H(
+            "04824FBA91C9CBE26BEF53A0EBE7342A3BF178CEA9F45DE0B70AA601651FBA3F5730D8C879AAA9C9F73991E61B58F4D52EB87A0A0C709A49DC63719363CCD13C54"
+        )
+    )
     shared = curve.multiply(sk_map, pk_map_ic)
     assert curve.encode_point(shared) == H(
-        "0460332EF2450B5D247EF6D3868397D398852ED6E8CAF6FFEEF6BF85CA57057FD50840CA7415BAF3E43BD414D35AA4608B93A2CAF3A4E3EA4E82C9C13D03EB7181")
+        "0460332EF2450B5D247EF6D3868397D398852ED6E8CAF6FFEEF6BF85CA57057FD50840CA7415BAF3E43BD414D35AA4608B93A2CAF3A4E3EA4E82C9C13D03EB7181"
+    )
     mapped = map_generator(curve, int.from_bytes(nonce, "big"), shared)
     assert curve.encode_point(mapped) == H(
-        "048CED63C91426D4F0EB1435E7CB1D74A46723A0AF21C89634F65A9AE87A9265E28C879506743F8611AC33645C5B985C80B5F09A0B83407C1B6A4D857AE76FE522")
+        "048CED63C91426D4F0EB1435E7CB1D74A46723A0AF21C89634F65A9AE87A9265E28C879506743F8611AC33645C5B985C80B5F09A0B83407C1B6A4D857AE76FE522"
+    )
 
     sk_eph = int("A73FB703AC1436A18E0CFA5ABB3F7BEC7A070E7A6788486BEE230C4A22762595", 16)
     pk_eph = curve.multiply(sk_eph, mapped)
     assert curve.encode_point(pk_eph) == H(
-        "042DB7A64C0355044EC9DF190514C625CBA2CEA487548871 22F3A5EF0D5EDD301C3556F3B3B186DF10B857B58F6A7EB80F20BA5DC7BE1D43D9BF850149FBB36462".replace(" ", ""))
-    pk_eph_ic = curve.decode_point(H(
-        "049E880F842905B8B3181F7AF7CAA9F0EFB743847F44A306D2D28C1D9EC65DF6DB7764B22277A2EDDC3C265A9F018F9CB852E111B768B326904B59A0193776F094"))
+        "042DB7A64C0355044EC9DF190514C625CBA2CEA48754887122F3A5EF0D5EDD301C"
+        "3556F3B3B186DF10B857B58F6A7EB80F20BA5DC7BE1D43D9BF850149FBB36462"
+    )
+    pk_eph_ic = curve.decode_point(
+        H(
+            "049E880F842905B8B3181F7AF7CAA9F0EFB743847F44A306D2D28C1D9EC65DF6DB7764B22277A2EDDC3C265A9F018F9CB852E111B768B326904B59A0193776F094"
+        )
+    )
     secret = curve.multiply(sk_eph, pk_eph_ic)[0].to_bytes(32, "big")
     assert secret == H("28768D20701247DAE81804C9E780EDE582A9996DB4A315020B2733197DB84925")
     ks_enc, ks_mac = AES128.kdf(secret, KDF_ENC), AES128.kdf(secret, KDF_MAC)

@@ -91,8 +91,11 @@ def test_passive_invalid_when_the_ds_is_not_signed_by_the_named_csca() -> None:
     ski = rogue.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     other_key = ec.generate_private_key(ec.SECP256R1())
     impostor = (  # same name and key identifier as the real issuer, another key
-        x509.CertificateBuilder().subject_name(rogue.subject).issuer_name(rogue.subject)
-        .public_key(other_key.public_key()).serial_number(7)
+        x509.CertificateBuilder()
+        .subject_name(rogue.subject)
+        .issuer_name(rogue.subject)
+        .public_key(other_key.public_key())
+        .serial_number(7)
         .not_valid_before(dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
         .not_valid_after(dt.datetime(2050, 1, 1, tzinfo=dt.UTC))
         .add_extension(ski, critical=False)
