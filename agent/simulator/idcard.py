@@ -47,6 +47,11 @@ SIMULATED_KEY = MrzKey(document_number="203004567", date_of_birth="900115", date
 SIMULATED_ID = "001203004567"  # a CCCD's document number is the last 9 digits of the 12-digit ID
 
 
+def sample_access_key() -> MrzKey:
+    """The MRZ key of the simulated citizen's card (for demos and ``doctor --simulate``)."""
+    return SIMULATED_KEY
+
+
 def simulated_cccd() -> CardProfile:
     """The sample CCCD of the emulator, re-keyed to :data:`SIMULATED_KEY`."""
     dg13 = dict(SAMPLE_DG13)

@@ -119,9 +119,7 @@ class FileReader:
                 continue
             if sw not in (SW_OK, SW_END_OF_FILE):
                 raise DeviceProtocolError(f"READ BINARY of {ef.name} failed ({describe_sw(sw)})")
-            if not chunk:
+            if len(chunk) < want:  # the file ends before its length header says: truncated
                 raise DataFormatError(f"{ef.name} is shorter than its length header")
             content += chunk[:remaining]
-            if sw == SW_END_OF_FILE and len(content) < total:
-                raise DataFormatError(f"{ef.name} is shorter than its length header")
         return bytes(content)

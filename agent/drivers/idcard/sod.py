@@ -83,11 +83,10 @@ def parse_sod(data: bytes) -> Sod:
         for choice in signed["certificates"] or []:
             if choice.name == "certificate":
                 ds_cert = choice.chosen
-                ds_cert.native  # noqa: B018 - force a full parse so errors surface here
                 break
-        signer = signer_infos[0]
-        signer.native  # noqa: B018
-        return Sod(hash_name, hashes, signed, signer, raw, ds_cert)
+        # The certificate and signer info stay lazily parsed (a full parse costs milliseconds);
+        # passive authentication turns a malformed one into an INVALID verdict.
+        return Sod(hash_name, hashes, signed, signer_infos[0], raw, ds_cert)
     except DataFormatError:
         raise
     except Exception as exc:  # asn1crypto raises ValueError/TypeError/KeyError...

@@ -108,8 +108,10 @@ class TrustStore:
         ``cert``'s issuer."""
         aki = _authority_key_identifier(cert)
         out = []
+        issuer_der = cert.issuer.dump()
         for candidate in self._certs.values():
-            if candidate.subject != cert.issuer:
+            # byte equality first; the RFC 5280 name comparison (string prep) is slow
+            if candidate.subject.dump() != issuer_der and candidate.subject != cert.issuer:
                 continue
             ski = _key_identifier(candidate)
             if aki is not None and ski is not None and aki != ski:

@@ -39,7 +39,15 @@ def check_data_group_hashes(sod: Sod, data_groups: dict[int, bytes]) -> list[str
 
 def passive_authentication(sod_data: bytes | None, data_groups: dict[int, bytes], trust: TrustStore | None,
                            now: dt.datetime | None = None) -> CheckResult:
-    now = now or dt.datetime.now(dt.UTC)
+    """Check EF.SOD against the data groups read and the trust store. Never raises for a bad card."""
+    try:
+        return _passive_authentication(sod_data, data_groups, trust, now or dt.datetime.now(dt.UTC))
+    except Exception:  # lazily parsed ASN.1 deep in the SOD may fail in any way asn1crypto likes
+        return CheckResult(Verdict.INVALID, ["EF.SOD malformed"])
+
+
+def _passive_authentication(sod_data: bytes | None, data_groups: dict[int, bytes], trust: TrustStore | None,
+                            now: dt.datetime) -> CheckResult:
     if sod_data is None:
         return CheckResult(Verdict.INVALID, ["EF.SOD missing"])
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes
@@ -95,8 +96,12 @@ class EmulatedEmrtd:
     the wrong-key counter, as on a real card."""
 
     def __init__(self, card: CardProfile | IssuedCard | None = None, *,
-                 faults: CardFaults | None = None) -> None:
+                 faults: CardFaults | None = None,
+                 random_bytes: Callable[[int], bytes] | None = None) -> None:
+        """``random_bytes`` replaces the chip's random source (a seeded one makes a session
+        replayable: the same commands then get the same answers)."""
         self.faults = faults or CardFaults()
+        self._random = random_bytes or secrets.token_bytes
         if isinstance(card, IssuedCard):
             self.issued = card
         else:
@@ -143,6 +148,13 @@ class EmulatedEmrtd:
         except DataFormatError:
             return SW_WRONG_LENGTH.to_bytes(2, "big")
         if extended and not self.profile.extended_length:
+            if cmd.cla & 0x0C == 0x0C and self._sm is not None:
+                try:
+                    self._sm.unprotect_command(cmd)
+                except DeviceProtocolError:
+                    self._sm = None
+                    return SW_SM_OBJECTS_INCORRECT.to_bytes(2, "big")
+                return self._sm.protect_response(b"", SW_WRONG_LENGTH)
             return SW_WRONG_LENGTH.to_bytes(2, "big")
         if cmd.cla & 0x0C == 0x0C:
             return self._transmit_protected(cmd, extended)
@@ -266,6 +278,9 @@ class EmulatedEmrtd:
 
     # -- BAC -----------------------------------------------------------------------------------
 
+    def _scalar(self, curve: Curve) -> int:
+        return int.from_bytes(self._random(curve.field_size + 8), "big") % (curve.n - 1) + 1
+
     def _check_not_blocked(self) -> None:
         if self.blocked:
             raise _Reply(SW_AUTH_BLOCKED)
@@ -277,7 +292,7 @@ class EmulatedEmrtd:
     def _get_challenge(self, cmd: CommandApdu, protected: bool) -> tuple[bytes, int]:
         if not self.profile.bac:
             return b"", SW_INS_NOT_SUPPORTED
-        self._rnd_ic = secrets.token_bytes(8)
+        self._rnd_ic = self._random(8)
         return self._rnd_ic, SW_OK
 
     def _external_authenticate(self, cmd: CommandApdu, protected: bool) -> tuple[bytes, int]:
@@ -293,7 +308,7 @@ class EmulatedEmrtd:
         if plain[8:16] != rnd_ic:
             self._wrong_key()
         rnd_ifd, k_ifd = plain[:8], plain[16:32]
-        k_ic = secrets.token_bytes(16)
+        k_ic = self._random(16)
         e_ic = DES3.encrypt(keys.k_enc, rnd_ic + rnd_ifd + k_ic)
         self._pending_sm = session_from_exchange(k_ifd, k_ic, rnd_ic, rnd_ifd)
         return e_ic + DES3.mac(keys.k_mac, pad(e_ic, 8)), SW_OK
@@ -362,20 +377,20 @@ class EmulatedEmrtd:
     def _pace_step(self, run: _PaceRun, template: list[tlv.Tlv]) -> tuple[bytes, int]:
         curve, suite = run.curve, run.suite
         if not template:
-            nonce = secrets.token_bytes(16)
+            nonce = self._random(16)
             run.nonce = int.from_bytes(nonce, "big")
             encrypted = suite.encrypt(suite.kdf(run.password.secret, 3), nonce)
             return tlv.encode(0x7C, tlv.encode(0x80, encrypted)), SW_OK
         item = template[0]
         if item.tag == 0x81:
-            sk_map = curve.random_scalar()
+            sk_map = self._scalar(curve)
             shared = curve.multiply(sk_map, curve.decode_point(item.value))
             run.mapped = map_generator(curve, run.nonce, shared)
             public = curve.encode_point(curve.multiply(sk_map, curve.generator))
             return tlv.encode(0x7C, tlv.encode(0x82, public)), SW_OK
         if item.tag == 0x83 and run.mapped is not None:
             run.pk_eph_pcd = curve.decode_point(item.value)
-            run.sk_eph = curve.random_scalar()
+            run.sk_eph = self._scalar(curve)
             run.pk_eph = curve.multiply(run.sk_eph, run.mapped)
             secret = curve.multiply(run.sk_eph, run.pk_eph_pcd)[0].to_bytes(curve.field_size, "big")
             run.ks_enc, run.ks_mac = suite.kdf(secret, KDF_ENC), suite.kdf(secret, KDF_MAC)
@@ -416,19 +431,22 @@ class EmulatedEmrtd:
         if len(cmd.data) != 8:
             return b"", SW_WRONG_DATA
         if isinstance(key, rsa.RSAPrivateKey):
-            return _sign_iso9796_2(key, cmd.data), SW_OK
+            return _sign_iso9796_2(key, cmd.data, self._random), SW_OK
         der = key.sign(cmd.data, ec.ECDSA(hashes.SHA256()))
         r, s = decode_dss_signature(der)
         size = (key.curve.key_size + 7) // 8
         return r.to_bytes(size, "big") + s.to_bytes(size, "big"), SW_OK
 
 
-def _sign_iso9796_2(key: rsa.RSAPrivateKey, challenge: bytes) -> bytes:
+def _sign_iso9796_2(key: rsa.RSAPrivateKey, challenge: bytes, random_bytes: Callable[[int], bytes]) -> bytes:
     numbers = key.private_numbers()
     n = numbers.public_numbers.n
     k = (n.bit_length() + 7) // 8
-    m1 = secrets.token_bytes(k - 2 - 20)
+    m1 = random_bytes(k - 2 - 20)
     digest = hashlib.sha1(m1 + challenge).digest()  # noqa: S324 - the AA trailer 'BC' means SHA-1
     rep = int.from_bytes(b"\x6a" + m1 + digest + b"\xbc", "big")
-    sig = pow(rep, numbers.d, n)
+    # the private operation by CRT, four times faster than pow(rep, d, n)
+    m_p = pow(rep, numbers.dmp1, numbers.p)
+    m_q = pow(rep, numbers.dmq1, numbers.q)
+    sig = m_q + numbers.q * ((numbers.iqmp * (m_p - m_q)) % numbers.p)
     return min(sig, n - sig).to_bytes(k, "big")

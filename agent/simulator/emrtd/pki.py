@@ -83,19 +83,30 @@ def make_certificate(subject: x509.Name, key: SigningKey, issuer: x509.Name, iss
 
 
 @functools.lru_cache(maxsize=16)
-def build_pki(country: str = "VN", kind: str = "ec", *, ds_expired: bool = False, label: str = "") -> TestPki:
-    """A CSCA + DS pair for ``country``; ``label`` makes an independent one (unknown CSCA)."""
-    csca_key = _new_key(kind)
-    ds_key = _new_key(kind)
-    csca_name = _name(country, f"TEST CSCA {country}{(' ' + label) if label else ''}")
-    csca = make_certificate(csca_name, csca_key, csca_name, csca_key, ca=True, not_before=_EPOCH,
+def _csca(country: str, kind: str, label: str) -> tuple[SigningKey, x509.Certificate]:
+    key = _new_key(kind)
+    name = _name(country, f"TEST CSCA {country}{(' ' + label) if label else ''}")
+    cert = make_certificate(name, key, name, key, ca=True, not_before=_EPOCH,
                             not_after=_EPOCH + dt.timedelta(days=365 * 30))
-    if ds_expired:
-        ds_from, ds_to = _EPOCH, _EPOCH + dt.timedelta(days=365)
-    else:
-        ds_from, ds_to = _EPOCH, _EPOCH + dt.timedelta(days=365 * 20)
-    ds = make_certificate(_name(country, f"TEST DS {country}{(' ' + label) if label else ''}"), ds_key,
-                          csca_name, csca_key, ca=False, not_before=ds_from, not_after=ds_to)
+    return key, cert
+
+
+@functools.lru_cache(maxsize=16)
+def _ds(country: str, kind: str, label: str, expired: bool) -> tuple[SigningKey, x509.Certificate]:
+    csca_key, csca = _csca(country, kind, label)
+    key = _new_key(kind)
+    years = 1 if expired else 20
+    cert = make_certificate(_name(country, f"TEST DS {country}{(' ' + label) if label else ''}"), key,
+                            csca.subject, csca_key, ca=False, not_before=_EPOCH,
+                            not_after=_EPOCH + dt.timedelta(days=365 * years))
+    return key, cert
+
+
+def build_pki(country: str = "VN", kind: str = "ec", *, ds_expired: bool = False, label: str = "") -> TestPki:
+    """A CSCA + DS pair for ``country`` (cached per process); ``label`` makes an independent
+    CSCA (an issuer nobody trusts); ``ds_expired`` a DS certificate that expired in 2021."""
+    csca_key, csca = _csca(country, kind, label)
+    ds_key, ds = _ds(country, kind, label, ds_expired)
     return TestPki(csca_key, csca, ds_key, ds)
 
 
