@@ -140,10 +140,10 @@ async def main(reads: int, inserts: int) -> None:
         ctx.inserted_at = []
         card_args = ("--csca-out", f"{tmp}/csca.der")
         card = VpcdCardProcess(peer.port, "--no-pace", "--replayable", *card_args, reader=peer.reader_names[0])
+        backend = PcscBackend(ctx, {"csca_dir": tmp})
         try:
             card.start()
             wait_for_card(card.reader)
-            backend = PcscBackend(ctx, {"csca_dir": tmp})
             await backend.start()
             await ctx.wait_for(lambda: card.reader in backend.devices())
             device = backend.devices()[card.reader]
@@ -158,8 +158,8 @@ async def main(reads: int, inserts: int) -> None:
             median_ms = statistics.median(added) * 1000
             print(f"card insert -> backend event vs pcscd's own notice: median +{median_ms:.2f} ms, "
                   f"max +{max(added) * 1000:.2f} ms over {len(added)} inserts (target <= +20 ms)")
-            await backend.stop()
         finally:
+            await backend.stop()
             card.stop()
             peer.cleanup()
             await ctx.aclose()
