@@ -1,0 +1,125 @@
+"""Pure units of the PC/SC layer: error mapping, ATR parsing, extended-length choice, stable keys."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.drivers.idcard import pcsc
+from agent.drivers.idcard.reader import reader_stable_key
+from agent.errors import (
+    CardRemovedError,
+    CardTimeoutError,
+    DeviceBusyError,
+    DeviceGoneError,
+    DeviceProtocolError,
+    DeviceStateError,
+    DeviceUnavailableError,
+)
+from tests.idcard.tiny_card import TinyCard
+
+
+@pytest.mark.parametrize(("code", "error_type", "reason"), [
+    (0x80100016, CardRemovedError, "CARD_REMOVED"),
+    (0x80100069, CardRemovedError, "CARD_REMOVED"),
+    (0x80100067, DeviceUnavailableError, "CARD_UNPOWERED"),
+    (0x80100068, DeviceUnavailableError, "CARD_RESET"),
+    (0x80100066, DeviceStateError, "CARD_UNRESPONSIVE"),
+    (0x8010000C, DeviceStateError, "NO_CARD"),
+    (0x8010001D, DeviceUnavailableError, "PCSC_UNAVAILABLE"),
+    (0x80100013, DeviceUnavailableError, "PCSC_UNAVAILABLE"),
+    (0x8010001E, DeviceUnavailableError, "PCSC_UNAVAILABLE"),
+    (0x80100009, DeviceGoneError, "READER_GONE"),
+    (0x80100017, DeviceGoneError, "READER_GONE"),
+    (0x8010000B, DeviceBusyError, "DEVICE_BUSY"),
+    (0x8010000A, CardTimeoutError, "CARD_TIMEOUT"),
+    (0x80100001, DeviceProtocolError, "PROTOCOL_ERROR"),
+])
+def test_pcsc_codes_map_to_agent_errors(code: int, error_type: type[Exception], reason: str) -> None:
+    error = pcsc.pcsc_error(code, "sending a command", device_id="dev-1")
+    assert type(error) is error_type
+    assert error.reason == reason
+    assert error.device_id == "dev-1"
+    assert f"0x{code:08X}" in error.message
+
+
+def test_signed_codes_are_normalised() -> None:
+    # pyscard may hand back the code as a negative C long
+    assert pcsc.pcsc_error(0x80100016 - (1 << 32), "x").reason == "CARD_REMOVED"
+
+
+def test_tiny_card_atr_says_extended_length() -> None:
+    atr = TinyCard().power_on()
+    assert pcsc.atr_historical_bytes(atr)[:2] == bytes.fromhex("0073")
+    assert pcsc.atr_extended_length(atr) is True
+
+
+def test_atr_without_card_capabilities_says_nothing() -> None:
+    # 3B 88 80 01 + 8 historical bytes of category 80 with only a pre-issuing object (tag 6)
+    historical = bytes.fromhex("8063" + "010203" + "0000" + "00")[:8]
+    atr = bytes([0x3B, 0x88, 0x80, 0x01]) + historical
+    assert pcsc.atr_extended_length(atr) is None
+
+
+def test_atr_forbidding_extended_length() -> None:
+    historical = bytes.fromhex("80 73 C8 00 13".replace(" ", ""))
+    atr = bytes([0x3B, 0x85, 0x80, 0x01]) + historical
+    assert pcsc.atr_extended_length(atr) is False
+
+
+@given(st.binary(max_size=40))
+def test_atr_parsers_never_crash(atr: bytes) -> None:
+    historical = pcsc.atr_historical_bytes(atr)
+    assert len(historical) <= 15
+    assert pcsc.atr_extended_length(atr) in (True, False, None)
+
+
+@given(st.binary(max_size=64))
+def test_tlv_properties_parser_never_crashes(data: bytes) -> None:
+    assert isinstance(pcsc.parse_tlv_properties(data), dict)
+
+
+def test_tlv_properties_little_endian() -> None:
+    # dwMaxAPDUDataSize (tag 0x0A) = 0x10000, wLcdLayout (tag 0x01) = 0
+    data = bytes([0x0A, 4, 0x00, 0x00, 0x01, 0x00, 0x01, 2, 0, 0])
+    assert pcsc.parse_tlv_properties(data) == {0x0A: 0x10000, 0x01: 0}
+
+
+@pytest.mark.parametrize(("policy", "reader_max", "atr_says", "expected"), [
+    ("never", 65536, True, False),
+    ("always", 0, False, True),
+    ("auto", 0, True, False),          # reader is short-APDU only
+    ("auto", 261, None, True),         # part 10: 261..65544 means extended APDUs
+    ("auto", 65536, False, False),     # card forbids it
+    ("auto", 65536, None, True),       # reader decides
+    ("auto", None, True, True),        # no reader info: the ATR's word
+    ("auto", None, None, False),       # nothing known: short APDUs always work
+])
+def test_choose_extended_length(policy: pcsc.ExtendedLengthPolicy, reader_max: int | None,
+                                atr_says: bool | None, expected: bool) -> None:
+    assert pcsc.choose_extended_length(policy, reader_max, atr_says) is expected
+
+
+@pytest.mark.parametrize(("apdu", "extended"), [
+    ("00B0000000", False),
+    ("00B00000000000", True),
+    ("0CB0000000", False),
+    ("0CB000000000100102030405060708090A0B0C0D0E0F000000", True),
+    ("00A4040C07A0000002471001", False),
+])
+def test_is_extended_apdu(apdu: str, extended: bool) -> None:
+    assert pcsc.is_extended_apdu(bytes.fromhex(apdu)) is extended
+
+
+@pytest.mark.parametrize(("name", "key"), [
+    ("Virtual PCD 00 00", "Virtual PCD/0"),
+    ("Virtual PCD 01 01", "Virtual PCD/1"),
+    ("ACS ACR1252 Dual Reader [ACR1252 Dual Reader PICC] (1234567) 00 00",
+     "ACS ACR1252 Dual Reader [ACR1252 Dual Reader PICC] (1234567)/0"),
+    ("ACS ACR1252 Dual Reader [ACR1252 Dual Reader PICC] (1234567) 02 00",
+     "ACS ACR1252 Dual Reader [ACR1252 Dual Reader PICC] (1234567)/0"),
+    ("Some reader without pcsc-lite numbering", "Some reader without pcsc-lite numbering"),
+])
+def test_reader_stable_key_drops_the_plug_order_counter(name: str, key: str) -> None:
+    assert reader_stable_key(name) == key
