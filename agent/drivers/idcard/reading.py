@@ -52,10 +52,10 @@ class FileReader:
         self.channel = channel
         self.use_extended = channel.extended_length
 
-    def _chunk_limit(self) -> int:
-        if self.channel.sm is not None:
-            return self.channel.sm.max_short_read
-        return 256
+    def _chunk_limit(self, offset: int = 0) -> int:
+        """Largest short READ BINARY; beyond offset 0x7FFF the answer carries a '53' wrapper."""
+        limit = self.channel.sm.max_short_read if self.channel.sm is not None else 256
+        return limit - 8 if offset > 0x7FFF else limit
 
     async def select_application(self) -> None:
         answer = await self.channel.send(CommandApdu(0x00, 0xA4, 0x04, 0x0C, EMRTD_AID))
@@ -71,7 +71,7 @@ class FileReader:
         return True
 
     async def _read_binary(self, offset: int, length: int, sfi: int | None = None) -> tuple[bytes, int]:
-        extended = length > self._chunk_limit()
+        extended = length > self._chunk_limit(offset)
         if sfi is not None:
             cmd = CommandApdu(0x00, 0xB0, 0x80 | sfi, offset, le=length)
         elif offset <= 0x7FFF:
@@ -112,7 +112,7 @@ class FileReader:
             if self.use_extended:
                 want = min(remaining, MAX_EXTENDED_CHUNK)
             else:
-                want = min(remaining, self._chunk_limit())
+                want = min(remaining, self._chunk_limit(len(content)))
             chunk, sw = await self._read_binary(len(content), want)
             if sw == 0x6700 and self.use_extended:
                 self.use_extended = False  # the reader or card refused extended length after all
