@@ -239,9 +239,13 @@ async def test_apdu_count_matches_what_the_transport_carried() -> None:
 async def test_card_without_short_ef_identifiers_is_read_by_select() -> None:
     from agent.simulator.emrtd import CardFaults
 
-    result, _, transport = await read_card(sample_cccd(), faults=CardFaults(no_sfi=True))
+    card = EmulatedEmrtd(sample_cccd(), faults=CardFaults(no_sfi=True))
+    transport = EmulatedTransport(card)
+    log = transport.record()
+    result = await read_document(transport, card.issued.mrz_key, ReadOptions(), trust_for(card))
     assert result.verification.passive is Verdict.VALID
     assert result.personal.id_number == "001199012345"
+    assert sum(1 for cmd, _ in log if cmd[1] == 0xA4 and cmd[2] == 0x02) >= 5  # SELECT EF by FID
 
 
 def _large_dg2(size: int) -> bytes:
