@@ -62,6 +62,20 @@ def test_passive_invalid_when_the_sod_signature_is_broken() -> None:
     assert "EF.SOD signature invalid" in result.details
 
 
+def test_passive_not_supported_for_an_unknown_hash_algorithm() -> None:
+    import hashlib
+
+    card = EmulatedEmrtd(sample_cccd())
+    dg1 = card.issued.files[0x0101]
+    from agent.simulator.emrtd.pki import build_sod
+
+    sod = build_sod(card.issued.pki, {1: hashlib.sha3_256(dg1).digest()}, hash_name="sha3_256")
+    trust = TrustStore()
+    trust.add_certificate(card.issued.pki.csca_der)
+    result = passive_authentication(sod, {1: dg1}, trust)
+    assert result.verdict is Verdict.NOT_SUPPORTED
+
+
 def test_passive_invalid_for_missing_or_malformed_sod() -> None:
     assert passive_authentication(None, {}, None).verdict is Verdict.INVALID
     assert passive_authentication(b"\x77\x03\x30\x01\x00", {}, None).details == ["EF.SOD malformed"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from asn1crypto import cms, core, pem, x509
 
 from agent.drivers.idcard.signatures import signed_content_verifies, verify_certificate
-from agent.errors import ConfigError, DataFormatError
+from agent.errors import ConfigError, DataFormatError, NotSupportedError
 
 ID_CSCA_MASTER_LIST = "2.23.136.1.1.2"
 _CERT_SUFFIXES = {".pem", ".crt", ".cer", ".der"}
@@ -123,7 +123,7 @@ class TrustStore:
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         return cert.issuer == issuer.subject and verify_certificate(cert, issuer)
-    except DataFormatError:
+    except (DataFormatError, NotSupportedError):
         return False
 
 

@@ -14,7 +14,7 @@ from agent.domain.idcard import Verdict
 from agent.drivers.idcard.signatures import signed_content_verifies, verify_certificate
 from agent.drivers.idcard.sod import Sod, parse_sod
 from agent.drivers.idcard.trust_store import TrustStore, certificate_valid_at
-from agent.errors import DataFormatError
+from agent.errors import DataFormatError, NotSupportedError
 
 
 @dataclass(slots=True)
@@ -42,6 +42,8 @@ def passive_authentication(sod_data: bytes | None, data_groups: dict[int, bytes]
     """Check EF.SOD against the data groups read and the trust store. Never raises for a bad card."""
     try:
         return _passive_authentication(sod_data, data_groups, trust, now or dt.datetime.now(dt.UTC))
+    except NotSupportedError:
+        return CheckResult(Verdict.NOT_SUPPORTED, ["EF.SOD uses an algorithm this agent does not support"])
     except Exception:  # lazily parsed ASN.1 deep in the SOD may fail in any way asn1crypto likes
         return CheckResult(Verdict.INVALID, ["EF.SOD malformed"])
 
