@@ -195,3 +195,30 @@ async def test_plain_emulator_transport_round_trip() -> None:
     assert (await transport.transmit(bytes.fromhex("00B0810000")))[-2:] == b"\x69\x82"
     assert card.transmit(b"\x00") == b"\x67\x00"
     assert card.transmit(bytes.fromhex("00CA000000"))[-2:] == b"\x6d\x00"
+
+
+async def test_card_with_a_small_io_buffer_is_read_in_pieces() -> None:
+    """A card that answers at most 100 bytes per READ BINARY, whatever Le says."""
+
+    class SmallBufferCard(EmulatedEmrtd):
+        def _slice(self, content: bytes, offset: int, le: int | None) -> tuple[bytes, int]:
+            data, sw = super()._slice(content, offset, le)
+            return data[:100], sw
+
+    card = SmallBufferCard(sample_cccd())
+    from tests.idcard.icao_support import trust_for
+
+    result = await read_document(EmulatedTransport(card), card.issued.mrz_key, ReadOptions(), trust_for(card))
+    assert result.verification.passive is Verdict.VALID
+    assert result.apdu_count > 200
+
+
+async def test_card_trickling_single_bytes_is_cut_off() -> None:
+    class TricklingCard(EmulatedEmrtd):
+        def _slice(self, content: bytes, offset: int, le: int | None) -> tuple[bytes, int]:
+            data, sw = super()._slice(content, offset, le)
+            return data[:1] if offset >= 0xDF else data, sw
+
+    card = TricklingCard(sample_cccd())
+    with pytest.raises(DeviceProtocolError):
+        await read_document(EmulatedTransport(card), card.issued.mrz_key, ReadOptions(), None)
