@@ -257,11 +257,7 @@ class EmulatedEmrtd:
             if self.faults.no_sfi:
                 return b"", 0x6A86
             sfi = cmd.p1 & 0x1F
-            fid = (0x0100 | sfi) if sfi != 0x1C else FID_CARD_ACCESS
-            if sfi == 0x1D:
-                fid = 0x011D
-            elif sfi == 0x1E:
-                fid = 0x011E
+            fid = 0x0100 | sfi  # eMRTD files: FID 01xx with xx the SFI (DGs, 1C, 1D, 1E)
             if not self._file_visible(fid):
                 return b"", SW_FILE_NOT_FOUND
             self._selected = fid
