@@ -20,7 +20,7 @@ from agent.drivers.idcard.qr import parse_cccd_qr
 from agent.drivers.idcard.secure_messaging import SecureMessaging
 from agent.drivers.idcard.security_infos import parse_security_infos
 from agent.drivers.idcard.sod import parse_sod
-from agent.errors import DataFormatError, DeviceProtocolError
+from agent.errors import DataFormatError, DeviceProtocolError, NotSupportedError
 from agent.simulator.emrtd import EmulatedEmrtd, sample_cccd, sample_face
 
 TYPED = (DataFormatError, DeviceProtocolError)
@@ -213,7 +213,7 @@ def test_sod_parses() -> None:
 def test_mutated_sod_parses_or_raises(position: int, value: int) -> None:
     sod = bytearray(_SOD)
     sod[position % len(sod)] = value
-    with contextlib.suppress(*TYPED):
+    with contextlib.suppress(*TYPED, NotSupportedError):
         parse_sod(bytes(sod))
 
 
@@ -221,7 +221,7 @@ def test_mutated_sod_parses_or_raises(position: int, value: int) -> None:
 @given(st.binary(max_size=200))
 def test_sod_parser_is_total(data: bytes) -> None:
     for candidate in (data, tlv.encode(0x77, data)):
-        with contextlib.suppress(*TYPED):
+        with contextlib.suppress(*TYPED, NotSupportedError):
             parse_sod(candidate)
 
 
@@ -260,3 +260,66 @@ def test_cccd_qr() -> None:
 def test_qr_parser_is_total(payload: str | bytes) -> None:
     with contextlib.suppress(DataFormatError):
         parse_cccd_qr(payload)
+
+
+def _explicit_spki(curve_name: str, algorithm: str) -> bytes:
+    """An EC public key with explicit domain parameters, as many DG14s carry."""
+    from agent.drivers.idcard.curves import curve_by_name
+    from agent.drivers.idcard.security_infos import ID_PRIME_FIELD, encode_oid
+
+    c = curve_by_name(curve_name)
+    size = c.field_size
+
+    def integer(v: int) -> bytes:
+        return tlv.encode(0x02, v.to_bytes(v.bit_length() // 8 + 1, "big"))
+
+    params = tlv.encode(
+        0x30,
+        integer(1)
+        + tlv.encode(0x30, tlv.encode(0x06, encode_oid(ID_PRIME_FIELD)) + integer(c.p))
+        + tlv.encode(0x30, tlv.encode(0x04, c.a.to_bytes(size, "big")) + tlv.encode(0x04, c.b.to_bytes(size, "big")))
+        + tlv.encode(0x04, c.encode_point(c.generator))
+        + integer(c.n)
+        + integer(c.h),
+    )
+    point = c.multiply(12345, c.generator)
+    alg = tlv.encode(0x30, tlv.encode(0x06, encode_oid(algorithm)) + params)
+    return tlv.encode(0x30, alg + tlv.encode(0x03, b"\x00" + c.encode_point(point)))
+
+
+@pytest.mark.parametrize("curve_name", ["brainpoolP256r1", "secp256r1", "brainpoolP320r1"])
+def test_dg14_chip_key_with_explicit_parameters(curve_name: str) -> None:
+    from agent.drivers.idcard.security_infos import ID_PK_ECDH, encode_oid, parse_ec_spki
+
+    spki = _explicit_spki(curve_name, ID_PK_ECDH)
+    curve, point = parse_ec_spki(spki)
+    assert curve.name == curve_name
+    assert point == curve.multiply(12345, curve.generator)
+    infos = parse_security_infos(tlv.encode(0x31, tlv.encode(0x30, tlv.encode(0x06, encode_oid(ID_PK_ECDH)) + spki)))
+    assert infos.chip_auth_keys[0].curve.name == curve_name
+
+
+@FAST
+@given(st.integers(0, 400), st.integers(0, 255))
+def test_mutated_explicit_spki_parses_or_raises(position: int, value: int) -> None:
+    from agent.drivers.idcard.security_infos import ID_PK_ECDH, parse_ec_spki
+
+    spki = bytearray(_explicit_spki("brainpoolP256r1", ID_PK_ECDH))
+    spki[position % len(spki)] = value
+    with contextlib.suppress(*TYPED):
+        parse_ec_spki(bytes(spki))
+
+
+def test_certificate_keys_with_explicit_parameters_load() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from agent.drivers.idcard.curves import curve_by_name
+    from agent.drivers.idcard.security_infos import ID_EC_PUBLIC_KEY
+    from agent.drivers.idcard.signatures import load_public_key
+
+    key = load_public_key(_explicit_spki("brainpoolP256r1", ID_EC_PUBLIC_KEY))
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    c = curve_by_name("brainpoolP256r1")
+    assert (key.public_numbers().x, key.public_numbers().y) == c.multiply(12345, c.generator)
+    with pytest.raises(DataFormatError):
+        load_public_key(_explicit_spki("brainpoolP320r1", ID_EC_PUBLIC_KEY))

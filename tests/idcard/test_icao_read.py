@@ -234,3 +234,56 @@ async def test_apdu_count_matches_what_the_transport_carried() -> None:
     result, _, transport = await read_card(sample_passport())
     assert result.apdu_count == transport.sent
     assert hashlib.sha256(result.face.jpeg if result.face else b"").digest()
+
+
+async def test_card_without_short_ef_identifiers_is_read_by_select() -> None:
+    from agent.simulator.emrtd import CardFaults
+
+    card = EmulatedEmrtd(sample_cccd(), faults=CardFaults(no_sfi=True))
+    transport = EmulatedTransport(card)
+    log = transport.record()
+    result = await read_document(transport, card.issued.mrz_key, ReadOptions(), trust_for(card))
+    assert result.verification.passive is Verdict.VALID
+    assert result.personal.id_number == "001199012345"
+    assert sum(1 for cmd, _ in log if cmd[1] == 0xA4 and cmd[2] == 0x02) >= 5  # SELECT EF by FID
+
+
+def _large_dg2(size: int) -> bytes:
+    import io
+    import random
+
+    from PIL import Image
+
+    from agent.drivers.idcard.face import build_dg2
+
+    rng = random.Random(size)
+    side = 64
+    while True:
+        img = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
+        out = io.BytesIO()
+        img.save(out, format="JPEG", quality=95)
+        if len(out.getvalue()) >= size:
+            return build_dg2(out.getvalue(), side, side, jpeg2000=False)
+        side += 32
+
+
+@pytest.mark.parametrize("extended", [True, False])
+async def test_files_beyond_32k_use_odd_read_binary(extended: bool) -> None:
+    dg2 = _large_dg2(70_000)
+    card = EmulatedEmrtd(sample_cccd(pace=(), extended_length=extended, extra_data_groups={2: dg2}))
+    transport = EmulatedTransport(card)
+    log = transport.record()
+    result = await read_document(transport, card.issued.mrz_key, ReadOptions(include_raw=True), trust_for(card))
+    assert result.raw_data_groups[2] == dg2
+    assert result.verification.passive is Verdict.VALID
+    assert any(cmd[1] == 0xB1 for cmd, _ in log)
+
+
+async def test_custom_data_groups_are_signed_and_listed() -> None:
+    from agent.drivers.idcard import tlv
+    from agent.drivers.idcard.lds import parse_com
+
+    extra = {11: tlv.encode(0x6B, tlv.encode(0x5F0E, b"TRAN<<THI"))}
+    result, card, _ = await read_card(sample_passport(extra_data_groups=extra))
+    assert 11 in parse_com(card.issued.files[0x011E]).data_groups
+    assert result.verification.passive is Verdict.VALID

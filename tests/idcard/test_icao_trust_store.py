@@ -69,3 +69,24 @@ def test_bad_inputs(tmp_path: Path) -> None:
     (tmp_path / "bad.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
     with pytest.raises(DataFormatError):
         TrustStore.from_directory(tmp_path)
+
+
+def test_certificate_chain_checks_without_the_fast_parser() -> None:
+    """The asn1crypto path (used when cryptography refuses a certificate) agrees with it."""
+    import dataclasses
+
+    from agent.drivers.idcard.certificates import Certificate
+
+    vn = build_pki("VN", "ec")
+    rsa_pki = build_pki("UT", "rsa")
+    for pki in (vn, rsa_pki):
+        csca = Certificate.load(pki.csca_der)
+        ds = Certificate.load(pki.ds_der)
+        slow_ds, slow_csca = dataclasses.replace(ds, fast=None), dataclasses.replace(csca, fast=None)
+        assert ds.names_issuer(csca)
+        assert slow_ds.names_issuer(slow_csca)
+        assert ds.issued_by(csca)
+        assert slow_ds.issued_by(slow_csca)
+    wrong = dataclasses.replace(Certificate.load(rsa_pki.csca_der), fast=None)
+    assert not dataclasses.replace(Certificate.load(vn.ds_der), fast=None).issued_by(wrong)
+    assert not Certificate.load(vn.ds_der).names_issuer(Certificate.load(rsa_pki.csca_der))

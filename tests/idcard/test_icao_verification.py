@@ -62,6 +62,20 @@ def test_passive_invalid_when_the_sod_signature_is_broken() -> None:
     assert "EF.SOD signature invalid" in result.details
 
 
+def test_passive_not_supported_for_an_unknown_hash_algorithm() -> None:
+    import hashlib
+
+    card = EmulatedEmrtd(sample_cccd())
+    dg1 = card.issued.files[0x0101]
+    from agent.simulator.emrtd.pki import build_sod
+
+    sod = build_sod(card.issued.pki, {1: hashlib.sha3_256(dg1).digest()}, hash_name="sha3_256")
+    trust = TrustStore()
+    trust.add_certificate(card.issued.pki.csca_der)
+    result = passive_authentication(sod, {1: dg1}, trust)
+    assert result.verdict is Verdict.NOT_SUPPORTED
+
+
 def test_passive_invalid_for_missing_or_malformed_sod() -> None:
     assert passive_authentication(None, {}, None).verdict is Verdict.INVALID
     assert passive_authentication(b"\x77\x03\x30\x01\x00", {}, None).details == ["EF.SOD malformed"]
@@ -181,3 +195,30 @@ async def test_plain_emulator_transport_round_trip() -> None:
     assert (await transport.transmit(bytes.fromhex("00B0810000")))[-2:] == b"\x69\x82"
     assert card.transmit(b"\x00") == b"\x67\x00"
     assert card.transmit(bytes.fromhex("00CA000000"))[-2:] == b"\x6d\x00"
+
+
+async def test_card_with_a_small_io_buffer_is_read_in_pieces() -> None:
+    """A card that answers at most 100 bytes per READ BINARY, whatever Le says."""
+
+    class SmallBufferCard(EmulatedEmrtd):
+        def _slice(self, content: bytes, offset: int, le: int | None) -> tuple[bytes, int]:
+            data, sw = super()._slice(content, offset, le)
+            return data[:100], sw
+
+    card = SmallBufferCard(sample_cccd())
+    from tests.idcard.icao_support import trust_for
+
+    result = await read_document(EmulatedTransport(card), card.issued.mrz_key, ReadOptions(), trust_for(card))
+    assert result.verification.passive is Verdict.VALID
+    assert result.apdu_count > 200
+
+
+async def test_card_trickling_single_bytes_is_cut_off() -> None:
+    class TricklingCard(EmulatedEmrtd):
+        def _slice(self, content: bytes, offset: int, le: int | None) -> tuple[bytes, int]:
+            data, sw = super()._slice(content, offset, le)
+            return data[:1] if offset >= 0xDF else data, sw
+
+    card = TricklingCard(sample_cccd())
+    with pytest.raises(DeviceProtocolError):
+        await read_document(EmulatedTransport(card), card.issued.mrz_key, ReadOptions(), None)

@@ -22,10 +22,8 @@ class CardChannel:
     async def send(self, cmd: CommandApdu, *, extended: bool = False) -> ResponseApdu:
         """Send ``cmd`` (protected when SM is active). ``extended`` asks for the
         extended-length form; callers only ask when the transport allows it."""
-        if self.sm is not None:
-            raw = self.sm.protect(cmd, extended)
-        else:
-            raw = cmd.encode(extended or cmd.needs_extended())
+        sm = self.sm
+        raw = sm.protect(cmd, extended) if sm is not None else cmd.encode(extended or cmd.needs_extended())
         self.apdu_count += 1
         answer = await self.transport.transmit(raw)
         if self.sm is not None:

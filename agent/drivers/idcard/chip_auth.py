@@ -19,7 +19,7 @@ from agent.errors import DeviceProtocolError
 async def chip_authentication(channel: CardChannel, infos: SecurityInfos | None) -> CheckResult:
     if infos is None:
         return CheckResult(Verdict.NOT_SUPPORTED, ["no DG14"])
-    info = next((i for i in infos.chip_auth if i.ecdh), None)
+    info = next((i for i in infos.chip_auth if i.supported), None)
     if info is None or not infos.chip_auth_keys:
         return CheckResult(Verdict.NOT_SUPPORTED, ["DG14 offers no ECDH chip authentication"])
     key = next((k for k in infos.chip_auth_keys if info.key_id is None or k.key_id == info.key_id),

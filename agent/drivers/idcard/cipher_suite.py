@@ -141,3 +141,59 @@ DES3 = CipherSuite(CipherKind.DES3)
 AES128 = CipherSuite(CipherKind.AES128)
 AES192 = CipherSuite(CipherKind.AES192)
 AES256 = CipherSuite(CipherKind.AES256)
+
+
+class SessionCiphers:
+    """The cipher objects of one secure channel, built once: building a cipher context costs
+    about as much as running it over a short APDU, and a read sends dozens."""
+
+    def __init__(self, suite: CipherSuite, enc_key: bytes, mac_key: bytes) -> None:
+        self.suite = suite
+        if suite.kind is CipherKind.DES3:
+            zero = modes.CBC(bytes(8))
+            self._cbc: Cipher[modes.CBC] | None = Cipher(TripleDES(des3_key(enc_key)), zero)
+            self._mac_head = Cipher(TripleDES(des3_key(mac_key[:8])), zero)
+            self._mac_tail = Cipher(TripleDES(des3_key(mac_key[:16])), modes.ECB())  # noqa: S305 - one block
+        else:
+            self._cbc = None
+            self._aes = algorithms.AES(enc_key)
+            self._ecb = Cipher(self._aes, modes.ECB())  # noqa: S305 - the SM IV is E(KSenc, SSC)
+            self._cmac = cmac.CMAC(algorithms.AES(mac_key))
+
+    def __repr__(self) -> str:
+        return f"SessionCiphers({self.suite.kind.value}, <keys redacted>)"
+
+    def _cipher(self, iv: bytes) -> Cipher[modes.CBC]:
+        if self._cbc is not None:
+            return self._cbc  # 3DES secure messaging always uses a zero IV
+        return Cipher(self._aes, modes.CBC(iv))
+
+    def iv(self, ssc: bytes) -> bytes:
+        if self._cbc is not None:
+            return bytes(8)
+        enc = self._ecb.encryptor()
+        return enc.update(ssc) + enc.finalize()
+
+    def encrypt(self, data: bytes, iv: bytes) -> bytes:
+        enc = self._cipher(iv).encryptor()
+        return enc.update(data) + enc.finalize()
+
+    def decrypt(self, data: bytes, iv: bytes) -> bytes:
+        if len(data) % self.suite.block_size or not data:
+            raise DeviceProtocolError("secure messaging: ciphertext is not a whole number of blocks")
+        dec = self._cipher(iv).decryptor()
+        return dec.update(data) + dec.finalize()
+
+    def mac(self, padded: bytes) -> bytes:
+        if self._cbc is None:
+            c = self._cmac.copy()
+            c.update(padded)
+            return c.finalize()[:8]
+        head, last = padded[:-8], padded[-8:]
+        chain = bytes(8)
+        if head:
+            enc = self._mac_head.encryptor()
+            chain = (enc.update(head) + enc.finalize())[-8:]
+        x = bytes(a ^ b for a, b in zip(last, chain, strict=True))
+        enc = self._mac_tail.encryptor()
+        return enc.update(x) + enc.finalize()

@@ -24,7 +24,7 @@ MAX_FILE_SIZE = 1 << 20
 #: the secure-messaging overhead within a 65536-byte response).
 MAX_EXTENDED_CHUNK = 0xFF00
 _FIRST_CHUNK_EXTENDED = 0xDF  # first read: header + as much as a short answer carries anyway
-_NO_SFI_SWS = frozenset({0x6A86, 0x6B00, 0x6981, 0x6A81})
+_NO_SFI_SWS = frozenset({0x6A86, 0x6B00, 0x6981, 0x6A81, 0x6986})
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +52,10 @@ class FileReader:
         self.channel = channel
         self.use_extended = channel.extended_length
 
-    def _chunk_limit(self) -> int:
-        if self.channel.sm is not None:
-            return self.channel.sm.max_short_read
-        return 256
+    def _chunk_limit(self, offset: int = 0) -> int:
+        """Largest short READ BINARY; beyond offset 0x7FFF the answer carries a '53' wrapper."""
+        limit = self.channel.sm.max_short_read if self.channel.sm is not None else 256
+        return limit - 8 if offset > 0x7FFF else limit
 
     async def select_application(self) -> None:
         answer = await self.channel.send(CommandApdu(0x00, 0xA4, 0x04, 0x0C, EMRTD_AID))
@@ -71,7 +71,7 @@ class FileReader:
         return True
 
     async def _read_binary(self, offset: int, length: int, sfi: int | None = None) -> tuple[bytes, int]:
-        extended = length > self._chunk_limit()
+        extended = length > self._chunk_limit(offset)
         if sfi is not None:
             cmd = CommandApdu(0x00, 0xB0, 0x80 | sfi, offset, le=length)
         elif offset <= 0x7FFF:
@@ -107,19 +107,26 @@ class FileReader:
         if total > MAX_FILE_SIZE:
             raise DataFormatError(f"{ef.name} declares an implausible size")
         content = bytearray(data[:total])
+        # A card may hand out less than asked (a small I/O buffer behind extended length);
+        # accept that, but bound the number of commands so a misbehaving card cannot keep
+        # the reader busy for ever.
+        budget = 8 + total // 32
         while len(content) < total:
+            budget -= 1
+            if budget < 0:
+                raise DeviceProtocolError(f"READ BINARY of {ef.name} makes no progress")
             remaining = total - len(content)
             if self.use_extended:
                 want = min(remaining, MAX_EXTENDED_CHUNK)
             else:
-                want = min(remaining, self._chunk_limit())
+                want = min(remaining, self._chunk_limit(len(content)))
             chunk, sw = await self._read_binary(len(content), want)
             if sw == 0x6700 and self.use_extended:
                 self.use_extended = False  # the reader or card refused extended length after all
                 continue
             if sw not in (SW_OK, SW_END_OF_FILE):
                 raise DeviceProtocolError(f"READ BINARY of {ef.name} failed ({describe_sw(sw)})")
-            if len(chunk) < want:  # the file ends before its length header says: truncated
+            if not chunk or (sw == SW_END_OF_FILE and len(chunk) < want):
                 raise DataFormatError(f"{ef.name} is shorter than its length header")
             content += chunk[:remaining]
         return bytes(content)

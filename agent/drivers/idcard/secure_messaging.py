@@ -13,7 +13,7 @@ import hmac
 
 from agent.drivers.idcard import tlv
 from agent.drivers.idcard.apdu import LE_MAX_EXTENDED, LE_MAX_SHORT, CommandApdu, ResponseApdu
-from agent.drivers.idcard.cipher_suite import CipherKind, CipherSuite, pad, unpad
+from agent.drivers.idcard.cipher_suite import CipherKind, CipherSuite, SessionCiphers, pad, unpad
 from agent.errors import DataFormatError, DeviceProtocolError
 
 # Largest plaintext READ BINARY chunk whose protected response still fits a short APDU
@@ -27,8 +27,7 @@ class SecureMessaging:
 
     def __init__(self, suite: CipherSuite, ks_enc: bytes, ks_mac: bytes, ssc: int = 0) -> None:
         self.suite = suite
-        self._ks_enc = ks_enc
-        self._ks_mac = ks_mac
+        self._ciphers = SessionCiphers(suite, ks_enc, ks_mac)
         self.ssc = ssc
 
     def __repr__(self) -> str:
@@ -44,18 +43,16 @@ class SecureMessaging:
         return (self.ssc % (1 << (8 * self.suite.block_size))).to_bytes(self.suite.block_size, "big")
 
     def _iv(self) -> bytes:
-        if self.suite.kind is CipherKind.DES3:
-            return bytes(8)
-        return self.suite.encrypt_block(self._ks_enc, self._ssc_bytes())
+        return self._ciphers.iv(self._ssc_bytes())
 
     def _mac(self, data: bytes) -> bytes:
-        return self.suite.mac(self._ks_mac, pad(self._ssc_bytes() + data, self.suite.block_size))
+        return self._ciphers.mac(pad(self._ssc_bytes() + data, self.suite.block_size))
 
     def _encrypt(self, data: bytes) -> bytes:
-        return self.suite.encrypt(self._ks_enc, pad(data, self.suite.block_size), self._iv())
+        return self._ciphers.encrypt(pad(data, self.suite.block_size), self._iv())
 
     def _decrypt(self, data: bytes) -> bytes:
-        return unpad(self.suite.decrypt(self._ks_enc, data, self._iv()))
+        return unpad(self._ciphers.decrypt(data, self._iv()))
 
     def _data_object(self, ins: int, data: bytes) -> bytes:
         if not data:

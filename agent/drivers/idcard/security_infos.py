@@ -92,6 +92,10 @@ class ChipAuthInfo:
     def ecdh(self) -> bool:
         return self.oid.split(".")[-2] == "2"
 
+    @property
+    def supported(self) -> bool:
+        return self.ecdh and int(self.oid.split(".")[-1]) in _SUITES
+
 
 @dataclass(frozen=True, slots=True)
 class ChipAuthPublicKey:
@@ -111,6 +115,13 @@ class SecurityInfos:
 def parse_security_infos(data: bytes) -> SecurityInfos:
     """Parse a SecurityInfos SET (EF.CardAccess content, or DG14's value). Unknown infos
     are skipped; malformed ones raise DataFormatError."""
+    try:
+        return _parse_security_infos(data)
+    except IndexError as exc:  # a SEQUENCE with fewer parts than its type has
+        raise DataFormatError("SecurityInfo is missing parts") from exc
+
+
+def _parse_security_infos(data: bytes) -> SecurityInfos:
     outer = tlv.parse_single(data, 0x31)
     pace: list[PaceInfo] = []
     chip: list[ChipAuthInfo] = []
@@ -160,6 +171,13 @@ def _explicit_curve(params: tlv.Tlv) -> Curve:
 
 def parse_ec_spki(der: bytes) -> tuple[Curve, Point]:
     """An EC SubjectPublicKeyInfo (id-ecPublicKey or id-PK-ECDH; named or explicit params)."""
+    try:
+        return _parse_ec_spki(der)
+    except IndexError as exc:
+        raise DataFormatError("EC public key parameters are incomplete") from exc
+
+
+def _parse_ec_spki(der: bytes) -> tuple[Curve, Point]:
     spki = tlv.parse_single(der, 0x30).children()
     if len(spki) != 2:
         raise DataFormatError("SubjectPublicKeyInfo must have two parts")

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from agent.drivers.idcard.security_infos import parse_ec_spki
-from agent.errors import DataFormatError
+from agent.errors import DataFormatError, NotSupportedError
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
@@ -25,7 +25,7 @@ def hash_algorithm(name: str) -> hashes.HashAlgorithm:
     try:
         return _HASHES[name]()
     except KeyError:
-        raise DataFormatError(f"unsupported hash algorithm {name}") from None
+        raise NotSupportedError(f"unsupported hash algorithm {name}") from None
 
 
 def load_public_key(spki_der: bytes) -> PublicKey:
@@ -78,7 +78,7 @@ def verify(key: PublicKey, algorithm: algos.SignedDigestAlgorithm, digest_name: 
         return False
     except (ValueError, TypeError, KeyError) as exc:
         raise DataFormatError("signature algorithm parameters are malformed") from exc
-    raise DataFormatError("unsupported signature algorithm")
+    raise NotSupportedError("unsupported signature algorithm")
 
 
 def verify_certificate(cert: x509.Certificate, issuer: x509.Certificate) -> bool:

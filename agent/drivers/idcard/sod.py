@@ -9,7 +9,7 @@ from asn1crypto import algos, cms, core, x509
 
 from agent.drivers.idcard import tlv
 from agent.drivers.idcard.lds import TAG_SOD
-from agent.errors import DataFormatError
+from agent.errors import DataFormatError, NotSupportedError
 
 ID_LDS_SECURITY_OBJECT = "2.23.136.1.1.1"
 
@@ -51,8 +51,9 @@ class Sod:
 
 
 def parse_sod(data: bytes) -> Sod:
-    """Parse EF.SOD (with its '77' tag). Structural problems raise DataFormatError; the
-    signature is checked by passive authentication, not here."""
+    """Parse EF.SOD (with its '77' tag). Structural problems raise DataFormatError, an
+    unknown hash algorithm NotSupportedError; the signature is checked by passive
+    authentication, not here."""
     inner = tlv.parse_single(data, TAG_SOD).value
     try:
         info = cms.ContentInfo.load(inner, strict=True)
@@ -69,7 +70,7 @@ def parse_sod(data: bytes) -> Sod:
         lds = LdsSecurityObject.load(raw, strict=True)
         hash_name = HASH_NAMES.get(lds["hash_algorithm"]["algorithm"].native)
         if hash_name is None:
-            raise DataFormatError("EF.SOD uses an unsupported hash algorithm")
+            raise NotSupportedError("EF.SOD uses a hash algorithm this agent does not support")
         hashes: dict[int, bytes] = {}
         for entry in lds["data_group_hash_values"]:
             number = entry["data_group_number"].native
@@ -87,7 +88,7 @@ def parse_sod(data: bytes) -> Sod:
         # The certificate and signer info stay lazily parsed (a full parse costs milliseconds);
         # passive authentication turns a malformed one into an INVALID verdict.
         return Sod(hash_name, hashes, signed, signer_infos[0], raw, ds_cert)
-    except DataFormatError:
+    except (DataFormatError, NotSupportedError):
         raise
     except Exception as exc:  # asn1crypto raises ValueError/TypeError/KeyError...
         raise DataFormatError("EF.SOD is not valid DER/CMS") from exc

@@ -6,13 +6,13 @@ Loading reads files: call it at start-up (through ``ctx.run_blocking`` from asyn
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 from pathlib import Path
 
 from asn1crypto import cms, core, pem, x509
 
-from agent.drivers.idcard.signatures import signed_content_verifies, verify_certificate
+from agent.drivers.idcard.certificates import Certificate
+from agent.drivers.idcard.signatures import signed_content_verifies
 from agent.errors import ConfigError, DataFormatError
 
 ID_CSCA_MASTER_LIST = "2.23.136.1.1.2"
@@ -28,35 +28,27 @@ class CscaMasterList(core.Sequence):  # type: ignore[misc]  # asn1crypto is unty
     _fields = [("version", core.Integer), ("cert_list", CertificateSet)]
 
 
-def _key_identifier(cert: x509.Certificate) -> bytes | None:
-    value = cert.key_identifier
-    return value if isinstance(value, bytes) else None
-
-
-def _authority_key_identifier(cert: x509.Certificate) -> bytes | None:
-    value = cert.authority_key_identifier
-    return value if isinstance(value, bytes) else None
-
-
 class TrustStore:
     """A set of CSCA certificates, matched to a Document Signer by issuer name and key id."""
 
     def __init__(self) -> None:
-        self._certs: dict[bytes, x509.Certificate] = {}
+        self._certs: dict[bytes, Certificate] = {}
 
     def __len__(self) -> int:
         return len(self._certs)
 
-    def add_certificate(self, data: bytes) -> x509.Certificate:
+    def _add(self, cert: Certificate) -> None:
+        self._certs[hashlib.sha256(cert.der).digest()] = cert
+
+    def add_certificate(self, data: bytes) -> Certificate:
         """Add one certificate, PEM or DER."""
         if pem.detect(data):
-            _, _, data = pem.unarmor(data)
-        try:
-            cert = x509.Certificate.load(data, strict=True)
-            cert.native  # noqa: B018 - parse fully now
-        except Exception as exc:
-            raise DataFormatError("not an X.509 certificate") from exc
-        self._certs[hashlib.sha256(cert.dump()).digest()] = cert
+            try:
+                _, _, data = pem.unarmor(data)
+            except Exception as exc:
+                raise DataFormatError("not a PEM certificate") from exc
+        cert = Certificate.load(data)
+        self._add(cert)
         return cert
 
     def import_master_list(self, data: bytes) -> int:
@@ -81,11 +73,13 @@ class TrustStore:
             raise DataFormatError("master list is not valid CMS") from exc
         if not signed_content_verifies(signer, signer_cert, raw):
             raise DataFormatError("master list signature does not verify")
-        if not any(_issued_by(signer_cert, c) for c in certs):
+        loaded = [Certificate.load(c.dump()) for c in certs]
+        signer_loaded = Certificate.load(signer_cert.dump())
+        if not any(signer_loaded.names_issuer(c) and signer_loaded.issued_by(c) for c in loaded):
             raise DataFormatError("master list signer is not issued by a CSCA in the list")
-        for cert in certs:
-            self._certs[hashlib.sha256(cert.dump()).digest()] = cert
-        return len(certs)
+        for cert in loaded:
+            self._add(cert)
+        return len(loaded)
 
     @classmethod
     def from_directory(cls, path: Path) -> TrustStore:
@@ -103,30 +97,7 @@ class TrustStore:
                 store.add_certificate(data)
         return store
 
-    def issuers_of(self, cert: x509.Certificate) -> list[x509.Certificate]:
+    def issuers_of(self, cert: Certificate) -> list[Certificate]:
         """CSCA certificates whose subject (and key id, when both carry one) matches
         ``cert``'s issuer."""
-        aki = _authority_key_identifier(cert)
-        out = []
-        issuer_der = cert.issuer.dump()
-        for candidate in self._certs.values():
-            # byte equality first; the RFC 5280 name comparison (string prep) is slow
-            if candidate.subject.dump() != issuer_der and candidate.subject != cert.issuer:
-                continue
-            ski = _key_identifier(candidate)
-            if aki is not None and ski is not None and aki != ski:
-                continue
-            out.append(candidate)
-        return out
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        return cert.issuer == issuer.subject and verify_certificate(cert, issuer)
-    except DataFormatError:
-        return False
-
-
-def certificate_valid_at(cert: x509.Certificate, when: dt.datetime) -> bool:
-    validity = cert["tbs_certificate"]["validity"]
-    return bool(validity["not_before"].native <= when <= validity["not_after"].native)
+        return [candidate for candidate in self._certs.values() if cert.names_issuer(candidate)]

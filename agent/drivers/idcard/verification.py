@@ -11,10 +11,11 @@ import hmac
 from dataclasses import dataclass, field
 
 from agent.domain.idcard import Verdict
-from agent.drivers.idcard.signatures import signed_content_verifies, verify_certificate
+from agent.drivers.idcard.certificates import Certificate
+from agent.drivers.idcard.signatures import signed_content_verifies
 from agent.drivers.idcard.sod import Sod, parse_sod
-from agent.drivers.idcard.trust_store import TrustStore, certificate_valid_at
-from agent.errors import DataFormatError
+from agent.drivers.idcard.trust_store import TrustStore
+from agent.errors import DataFormatError, NotSupportedError
 
 
 @dataclass(slots=True)
@@ -42,6 +43,8 @@ def passive_authentication(sod_data: bytes | None, data_groups: dict[int, bytes]
     """Check EF.SOD against the data groups read and the trust store. Never raises for a bad card."""
     try:
         return _passive_authentication(sod_data, data_groups, trust, now or dt.datetime.now(dt.UTC))
+    except NotSupportedError:
+        return CheckResult(Verdict.NOT_SUPPORTED, ["EF.SOD uses an algorithm this agent does not support"])
     except Exception:  # lazily parsed ASN.1 deep in the SOD may fail in any way asn1crypto likes
         return CheckResult(Verdict.INVALID, ["EF.SOD malformed"])
 
@@ -55,20 +58,19 @@ def _passive_authentication(sod_data: bytes | None, data_groups: dict[int, bytes
     except DataFormatError:
         return CheckResult(Verdict.INVALID, ["EF.SOD malformed"])
     details = check_data_group_hashes(sod, data_groups)
-    ds = sod.ds_certificate
-    if ds is None:
+    if sod.ds_certificate is None:
         return CheckResult(Verdict.INVALID, [*details, "EF.SOD carries no DS certificate"])
     try:
-        signature_ok = signed_content_verifies(sod.signer_info, ds, sod.encapsulated_content)
+        ds = Certificate.load(sod.ds_certificate.dump())
+    except DataFormatError:
+        return CheckResult(Verdict.INVALID, [*details, "DS certificate malformed"])
+    try:
+        signature_ok = signed_content_verifies(sod.signer_info, sod.ds_certificate, sod.encapsulated_content)
     except DataFormatError:
         signature_ok = False
     if not signature_ok:
         details.append("EF.SOD signature invalid")
-    try:
-        ds_current = certificate_valid_at(ds, now)
-    except (ValueError, TypeError):
-        ds_current = False
-    if not ds_current:
+    if not ds.valid_at(now):
         details.append("DS certificate outside its validity period")
     if details:
         return CheckResult(Verdict.INVALID, details)
@@ -76,12 +78,8 @@ def _passive_authentication(sod_data: bytes | None, data_groups: dict[int, bytes
     if not candidates:
         return CheckResult(Verdict.UNKNOWN_ISSUER, ["no CSCA in the trust store for the DS issuer"])
     for csca in candidates:
-        try:
-            chained = verify_certificate(ds, csca)
-        except DataFormatError:
-            chained = False
-        if chained:
-            if not certificate_valid_at(csca, now):
+        if ds.issued_by(csca):
+            if not csca.valid_at(now):
                 return CheckResult(Verdict.INVALID, ["CSCA certificate outside its validity period"])
             return CheckResult(Verdict.VALID)
     return CheckResult(Verdict.INVALID, ["DS certificate signature does not verify with the CSCA"])

@@ -182,7 +182,8 @@ class EmulatedEmrtd:
         except _Reply as reply:
             data, sw = reply.data, reply.sw
         answer = sm.protect_response(data, sw, plain.ins)
-        if not extended and len(answer) - 2 > 256:
+        if not extended and len(answer) - 2 > 256:  # does not fit a short response: 6700 instead
+            sm.ssc -= 1
             answer = sm.protect_response(b"", SW_WRONG_LENGTH, plain.ins)
         if self.faults.bad_mac and plain.ins in (0xB0, 0xB1) and len(answer) > 4:
             answer = answer[:-3] + bytes([answer[-3] ^ 0x01]) + answer[-2:]
@@ -253,12 +254,10 @@ class EmulatedEmrtd:
 
     def _read_binary(self, cmd: CommandApdu, protected: bool) -> tuple[bytes, int]:
         if cmd.p1 & 0x80:
+            if self.faults.no_sfi:
+                return b"", 0x6A86
             sfi = cmd.p1 & 0x1F
-            fid = (0x0100 | sfi) if sfi != 0x1C else FID_CARD_ACCESS
-            if sfi == 0x1D:
-                fid = 0x011D
-            elif sfi == 0x1E:
-                fid = 0x011E
+            fid = 0x0100 | sfi  # eMRTD files: FID 01xx with xx the SFI (DGs, 1C, 1D, 1E)
             if not self._file_visible(fid):
                 return b"", SW_FILE_NOT_FOUND
             self._selected = fid

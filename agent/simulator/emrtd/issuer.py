@@ -38,7 +38,8 @@ class CardFaults:
     short of its length header).
     Runtime: ``wrong_sw`` maps an INS (e.g. 0xB0) to a status word returned instead;
     ``bad_mac`` corrupts the MAC of protected READ BINARY answers; ``max_wrong_key_attempts``
-    blocks the card (6983) after that many failed BAC/PACE attempts.
+    blocks the card (6983) after that many failed BAC/PACE attempts; ``no_sfi`` refuses
+    READ BINARY by short EF identifier (6A86), so files must be SELECTed by FID.
     """
 
     bad_dg_hash: int | None = None
@@ -50,6 +51,7 @@ class CardFaults:
     wrong_sw: dict[int, int] = field(default_factory=dict)
     bad_mac: bool = False
     max_wrong_key_attempts: int | None = None
+    no_sfi: bool = False
 
 
 @dataclass(frozen=True)
