@@ -111,6 +111,7 @@ class PcscIdCardReader(IdCardReader):
         self._cards_seen = 0
         self._last_error = ""
         self._last_extended_length: bool | None = None
+        self._extended_for: tuple[tuple[int, bytes], bool] | None = None
 
     # -- contract --------------------------------------------------------------------------------
 
@@ -208,7 +209,14 @@ class PcscIdCardReader(IdCardReader):
         connection = self._backend.connection_factory(self.reader, device_id=device_id).open()
         reset = True
         try:
-            extended = self._extended_length(connection)
+            # Decided once per card on the reader: the probe and the part-10 query cost
+            # round trips that a second read of the same card does not need.
+            insertion = (self._cards_seen, connection.atr)
+            if self._extended_for is not None and self._extended_for[0] == insertion:
+                extended = self._extended_for[1]
+            else:
+                extended = self._extended_length(connection)
+                self._extended_for = (insertion, extended)
             self._last_extended_length = extended
             transport = PcscTransport(connection, None, extended_length=extended, cancelled=cancelled)
             with asyncio.Runner() as runner:
