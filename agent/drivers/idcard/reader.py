@@ -1,9 +1,13 @@
 """The PC/SC ID-card backend (``pcsc``): one :class:`PcscIdCardReader` per PC/SC reader.
 
 Discovery and card events come from :class:`~agent.drivers.idcard.pcsc_watch.PcscWatcher`
-(its thread hands events to the event loop with ``call_soon_threadsafe``); reads run the
-ICAO 9303 session (:func:`agent.drivers.idcard.session.read_document`) over a
-:class:`~agent.drivers.idcard.pcsc.PcscTransport`.
+(its thread hands events to the event loop with ``call_soon_threadsafe``). A read runs
+whole in one ``run_blocking`` worker: connect, the ICAO 9303 session
+(:func:`agent.drivers.idcard.session.read_document`, on a private event loop in that
+thread) over a :class:`~agent.drivers.idcard.pcsc.PcscTransport`, disconnect. That is one
+thread hop per read instead of one per APDU, and secure messaging and signature checks
+never hold the agent's event loop. pcscd down: every reader reports ``error`` (condition
+``pcscd-unavailable``) until the watcher reaches pcscd again; readers missing then are lost.
 
 Backend options (``[drivers.pcsc]``):
 
