@@ -180,7 +180,10 @@ class VpcdCardProcess:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"vpcd card: no {wanted!r} line")
-            line = self._lines.get(timeout=remaining)
+            try:
+                line = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                raise TimeoutError(f"vpcd card: no {wanted!r} line") from None
             if line.startswith(wanted):
                 return line
             if line == "<eof>":
