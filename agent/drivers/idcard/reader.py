@@ -52,6 +52,7 @@ from agent.domain.events import EventKind
 from agent.domain.idcard import AccessKey, CardRead, ReadOptions
 from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext, IdCardReader
 from agent.drivers.idcard.pcsc import (
+    PROTOCOL_T0,
     ExtendedLengthPolicy,
     PcscCardConnection,
     PcscTransport,
@@ -241,6 +242,8 @@ class PcscIdCardReader(IdCardReader):
         policy = self._backend.extended_length_policy
         if policy != "auto":
             return choose_extended_length(policy, None, None)
+        if connection.protocol == PROTOCOL_T0:
+            return False  # T=0 carries no extended-length APDU (it would need ENVELOPE chains)
         reader_max = connection.reader_max_apdu_data()
         atr_says = atr_extended_length(connection.atr)
         if reader_max is None and atr_says is None:
