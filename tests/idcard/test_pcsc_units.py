@@ -169,3 +169,60 @@ def test_watcher_survives_a_failing_consumer(caplog: pytest.LogCaptureFixture) -
     watcher = PcscWatcher(broken)
     watcher._emit(ReaderAppeared("R 00 00"))  # logged, not raised
     assert "event consumer failed" in caplog.text
+
+
+class _ScriptedConnection(pcsc.PcscCardConnection):
+    """A connection whose card answers from a script (no pcscd): for the transport's follow-ups."""
+
+    def __init__(self, answers: dict[bytes, bytes], protocol: int) -> None:
+        super().__init__("scripted")
+        self.answers = answers
+        self.protocol = protocol
+        self.sent: list[bytes] = []
+
+    def transmit(self, apdu: bytes) -> bytes:
+        self.sent.append(apdu)
+        return self.answers[apdu]
+
+
+async def test_transport_follows_61xx_with_get_response() -> None:
+    connection = _ScriptedConnection({
+        bytes.fromhex("00B0000000"): bytes.fromhex("01026104"),
+        bytes.fromhex("00C0000004"): bytes.fromhex("030405066102"),
+        bytes.fromhex("00C0000002"): bytes.fromhex("07089000"),
+    }, pcsc.PROTOCOL_T1)
+    transport = pcsc.PcscTransport(connection, None, extended_length=False)
+    assert await transport.transmit(bytes.fromhex("00B0000000")) == bytes.fromhex("01020304050607089000")
+    assert transport.apdus_sent == 3
+
+
+async def test_transport_resends_with_the_le_a_t0_card_asks_for() -> None:
+    connection = _ScriptedConnection({
+        bytes.fromhex("00B0000000"): bytes.fromhex("6C03"),
+        bytes.fromhex("00B0000003"): bytes.fromhex("0A0B0C9000"),
+    }, pcsc.PROTOCOL_T0)
+    transport = pcsc.PcscTransport(connection, None, extended_length=False)
+    assert await transport.transmit(bytes.fromhex("00B0000000")) == bytes.fromhex("0A0B0C9000")
+
+
+async def test_transport_drops_extended_length_on_6700() -> None:
+    connection = _ScriptedConnection({bytes.fromhex("00B00000000100"): bytes.fromhex("6700")},
+                                     pcsc.PROTOCOL_T1)
+    transport = pcsc.PcscTransport(connection, None, extended_length=True)
+    assert await transport.transmit(bytes.fromhex("00B00000000100")) == bytes.fromhex("6700")
+    assert not transport.extended_length
+
+
+async def test_transport_stops_when_cancelled() -> None:
+    import threading
+
+    from agent.errors import OperationCancelledError
+
+    cancelled = threading.Event()
+    connection = _ScriptedConnection({bytes.fromhex("00A4000C"): bytes.fromhex("9000")}, pcsc.PROTOCOL_T1)
+    transport = pcsc.PcscTransport(connection, None, extended_length=False, cancelled=cancelled)
+    assert await transport.transmit(bytes.fromhex("00A4000C")) == bytes.fromhex("9000")
+    cancelled.set()
+    with pytest.raises(OperationCancelledError):
+        await transport.transmit(bytes.fromhex("00A4000C"))
+    assert len(connection.sent) == 1
