@@ -222,3 +222,17 @@ async def test_card_trickling_single_bytes_is_cut_off() -> None:
     card = TricklingCard(sample_cccd())
     with pytest.raises(DeviceProtocolError):
         await read_document(EmulatedTransport(card), card.issued.mrz_key, ReadOptions(), None)
+
+
+async def test_unparsable_dg13_and_face_are_reported_not_fatal() -> None:
+    from agent.drivers.idcard import tlv
+
+    garbage13 = tlv.encode(0x6D, tlv.encode(0x30, tlv.encode(0x02, b"\x02") + tlv.encode(0x0C, b"\xff\xfe")))
+    garbage2 = tlv.encode(0x75, tlv.encode(0x7F61, tlv.encode(0x02, b"\x01")))
+    result, _, _ = await read_card(sample_cccd(extra_data_groups={13: garbage13, 2: garbage2}))
+    assert result.face is None
+    assert result.personal.document_number == "199012345"
+    assert result.personal.full_name == "TRAN THI THU NGHIEM"  # from the MRZ
+    assert "DG13 could not be parsed" in result.verification.details
+    assert "DG2 face could not be parsed" in result.verification.details
+    assert result.verification.passive is Verdict.VALID  # the issuer signed these very bytes

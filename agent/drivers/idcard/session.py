@@ -131,11 +131,23 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
     if 1 not in groups:
         raise DeviceProtocolError("the card has no DG1")
 
-    mrz = lds.parse_dg1(groups[1])
-    dg13 = parse_dg13(groups[13]) if 13 in groups else None
-    face: FaceImage | None = parse_dg2(groups[2]) if 2 in groups else None
-    dg14_infos: SecurityInfos | None = None
+    mrz = lds.parse_dg1(groups[1])  # without the MRZ there is no document to report
     details: list[str] = []
+    # A DG13 or face the parser cannot read does not hide the rest of the card: the read is
+    # reported with a note (and passive authentication still judges the bytes).
+    dg13: Dg13 | None = None
+    if 13 in groups:
+        try:
+            dg13 = parse_dg13(groups[13])
+        except DataFormatError:
+            details.append("DG13 could not be parsed")
+    face: FaceImage | None = None
+    if 2 in groups:
+        try:
+            face = parse_dg2(groups[2])
+        except DataFormatError:
+            details.append("DG2 face could not be parsed")
+    dg14_infos: SecurityInfos | None = None
     if 14 in groups:
         try:
             dg14_infos = parse_security_infos(lds.unwrap(groups[14], 14))
