@@ -7,6 +7,8 @@
    accepted byte for byte and the card does the same work in both. Target: <= 1.3x.
 2. Card inserted -> ``card_inserted`` at the backend, against pcscd's own notice (a raw
    SCardGetStatusChange waiter in this process). Target: <= +20 ms.
+3. pcscd stopped and started again: time from its start to the reader READY at the backend
+   (target: within 2 s), and to the card present again.
 
     /work/venv/bin/python bench/idcard_pcsc.py [--reads 15] [--inserts 8]
 
@@ -132,6 +134,22 @@ async def bench_inserts(ctx: TimedContext, card: VpcdCardProcess, device: PcscId
     return added
 
 
+async def bench_restart(ctx: TimedContext, peer: PcscdPeer, device: PcscIdCardReader, down_for: float
+                        ) -> tuple[float, float]:
+    """Stop pcscd for ``down_for`` s, start it again: seconds until the reader is READY, and
+    until the card (whose process reconnects to the new vpcd) is present again."""
+    from agent.domain.device import DeviceState
+
+    peer.stop()
+    await ctx.wait_for(lambda: device.health().state is DeviceState.ERROR)
+    await asyncio.sleep(down_for)
+    started = await ctx.run_blocking(peer.start)
+    await ctx.wait_for(lambda: device.health().state is DeviceState.READY)
+    ready = time.perf_counter() - started
+    await ctx.wait_for(device.card_present)
+    return ready, time.perf_counter() - started
+
+
 async def main(reads: int, inserts: int) -> None:
     peer = PcscdPeer(SOCKET)
     peer.start()
@@ -140,10 +158,10 @@ async def main(reads: int, inserts: int) -> None:
         ctx.inserted_at = []
         card_args = ("--csca-out", f"{tmp}/csca.der")
         card = VpcdCardProcess(peer.port, "--no-pace", "--replayable", *card_args, reader=peer.reader_names[0])
+        backend = PcscBackend(ctx, {"csca_dir": tmp})
         try:
             card.start()
             wait_for_card(card.reader)
-            backend = PcscBackend(ctx, {"csca_dir": tmp})
             await backend.start()
             await ctx.wait_for(lambda: card.reader in backend.devices())
             device = backend.devices()[card.reader]
@@ -158,14 +176,24 @@ async def main(reads: int, inserts: int) -> None:
             median_ms = statistics.median(added) * 1000
             print(f"card insert -> backend event vs pcscd's own notice: median +{median_ms:.2f} ms, "
                   f"max +{max(added) * 1000:.2f} ms over {len(added)} inserts (target <= +20 ms)")
-            await backend.stop()
+
+            card.insert()
+            await ctx.wait_for(device.card_present)
+            for down_for in (0.2, 3.0):
+                ready, with_card = await bench_restart(ctx, peer, device, down_for)
+                print(f"pcscd down {down_for:.1f} s then started: reader READY after {ready * 1000:.0f} ms, "
+                      f"card present after {with_card * 1000:.0f} ms (target: reader within 2 s)")
         finally:
+            await backend.stop()
             card.stop()
             peer.cleanup()
             await ctx.aclose()
 
 
 if __name__ == "__main__":
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)  # the backend's "pcscd not reachable" is expected here
     parser = argparse.ArgumentParser()
     parser.add_argument("--reads", type=int, default=15)
     parser.add_argument("--inserts", type=int, default=8)

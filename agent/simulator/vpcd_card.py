@@ -38,6 +38,7 @@ import selectors
 import socket
 import struct
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Protocol
@@ -87,12 +88,13 @@ class VpcdCardBridge:
 
     def __init__(self, card: VirtualCard, port: int, *, host: str = "127.0.0.1",
                  inserted: bool = True, drop_after: int | None = None,
-                 retry_interval: float = 0.05) -> None:
+                 retry_interval: float = 0.05, delay: float = 0.0) -> None:
         self._card = card
         self._address = (host, port)
         self._want_inserted = inserted
         self._drop_after = drop_after
         self._retry_interval = retry_interval
+        self._delay = delay
         self._sock: socket.socket | None = None
         self._atr = card.power_on()
         self._stats: Counter[str] = Counter()
@@ -157,7 +159,10 @@ class VpcdCardBridge:
                 self._disconnect("dropped")
                 return
             self._drop_after -= 1
-        self._send(self._card.transmit(payload))
+        response = self._card.transmit(payload)
+        if self._delay:
+            time.sleep(self._delay)  # a slow card (or a long contactless exchange)
+        self._send(response)
 
     def _control(self, code: int) -> None:
         if code == CTRL_ATR:
@@ -232,10 +237,10 @@ class VpcdCardBridge:
         self._disconnect()
 
 
-class _SeededSecrets:
-    """Stands in for the ``secrets`` module inside the emulator (``--replayable``): the card's
-    challenges, session key halves and AA padding repeat after every power-on, so a recorded
-    BAC session can be replayed byte for byte (the replay benchmark). Never for real use."""
+class _SeededRandom:
+    """The emulator's random source for ``--replayable``: the card's challenges, session key
+    halves and AA padding repeat after every power-on, so a recorded BAC session can be
+    replayed byte for byte (the replay benchmark). Never for real use."""
 
     def __init__(self, seed: int) -> None:
         self._seed = seed
@@ -251,7 +256,7 @@ class _SeededSecrets:
 class _ReplayableCard:
     """Reseeds the emulator's randomness on every power-on and reset."""
 
-    def __init__(self, card: VirtualCard, randomness: _SeededSecrets) -> None:
+    def __init__(self, card: VirtualCard, randomness: _SeededRandom) -> None:
         self._card = card
         self._randomness = randomness
 
@@ -297,16 +302,14 @@ def build_card(args: argparse.Namespace) -> VirtualCard:
             changes["dg13"] = dg13
     profile = (emrtd.sample_cccd if args.profile == "cccd" else emrtd.sample_passport)(**changes)
     faults = emrtd.CardFaults(max_wrong_key_attempts=args.max_wrong_key_attempts)
-    emulated = emrtd.EmulatedEmrtd(profile, faults=faults)
+    randomness = _SeededRandom(9303) if args.replayable else None
+    emulated = emrtd.EmulatedEmrtd(profile, faults=faults,
+                                   random_bytes=randomness.token_bytes if randomness else None)
     if args.csca_out:
         # The test CSCA is generated per process: hand its certificate (public) to the tests.
         Path(args.csca_out).write_bytes(emulated.issued.pki.csca_der)
     served: VirtualCard = emulated
-    if args.replayable:
-        from agent.simulator.emrtd import card as card_module
-
-        randomness = _SeededSecrets(9303)
-        setattr(card_module, "secrets", randomness)  # noqa: B010 - swap the module the emulator calls
+    if randomness is not None:
         served = _ReplayableCard(emulated, randomness)
     return served
 
@@ -333,13 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--removed", action="store_true", help="start with the card off the reader")
     parser.add_argument("--drop-after", type=int, default=None,
                         help="answer N APDUs, then vanish mid-exchange (fault injection)")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="answer every APDU this much later")
     parser.add_argument("--no-control", action="store_true", help="ignore stdin (run until killed)")
     args = parser.parse_args(argv)
     if not args.host.startswith("127.") and args.host != "localhost":
         parser.error("vpcd_card only talks to loopback")
     card = build_card(args)
     bridge = VpcdCardBridge(card, args.port, host=args.host, inserted=not args.removed,
-                            drop_after=args.drop_after)
+                            drop_after=args.drop_after, delay=args.delay_ms / 1000)
     try:
         bridge.run(None if args.no_control else sys.stdin.fileno())
     except KeyboardInterrupt:

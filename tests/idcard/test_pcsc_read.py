@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -219,3 +220,21 @@ async def test_privacy_canary(emrtd_card: EmrtdFactory, backend: PcscBackend, ru
     for text in seen:
         assert canary not in text
         assert SAMPLE_ID not in text
+
+
+async def test_cancelled_read_stops_and_the_next_read_works(
+        emrtd_card: EmrtdFactory, backend: PcscBackend, recording_context: RecordingContext) -> None:
+    card = emrtd_card("--delay-ms", "40")
+    reader = await reader_with_card(backend, recording_context)
+    read = asyncio.create_task(reader.read_card(CCCD_KEY, ReadOptions()))
+    while card.stats().get("apdus", 0) < 3:
+        await asyncio.sleep(0.005)
+    read.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await read
+    sent = card.stats()["apdus"]
+    assert sent < 12  # stopped at the next command boundary, not after the whole read
+    assert reader.health().state is DeviceState.READY
+    result = await reader.read_card(CCCD_KEY, ReadOptions(include_face=False))
+    assert result.personal.id_number == SAMPLE_ID
+    assert card.stats().get("reset", 0) >= 1  # the cancelled session was reset away

@@ -123,3 +123,49 @@ def test_is_extended_apdu(apdu: str, extended: bool) -> None:
 ])
 def test_reader_stable_key_drops_the_plug_order_counter(name: str, key: str) -> None:
     assert reader_stable_key(name) == key
+
+
+def test_watcher_reports_edges_swaps_and_initial_cards() -> None:
+    from smartcard import scard
+
+    from agent.drivers.idcard.pcsc_watch import (
+        CardInserted,
+        CardRemoved,
+        PcscWatcher,
+        ReaderAppeared,
+        ReaderVanished,
+        WatchEvent,
+    )
+
+    events: list[WatchEvent] = []
+    watcher = PcscWatcher(events.append)
+    present, empty = scard.SCARD_STATE_PRESENT, scard.SCARD_STATE_EMPTY
+    watcher._reconcile(["R 00 00"])
+    track = watcher._readers["R 00 00"]
+    watcher._update("R 00 00", track, present | (1 << 16), b"\x3b")  # already there when found
+    watcher._update("R 00 00", track, empty | (2 << 16), b"")
+    watcher._update("R 00 00", track, present | (3 << 16), b"\x3b")
+    watcher._update("R 00 00", track, present | (5 << 16), b"\x3b")  # out and back in between two waits
+    watcher._update("R 00 00", track, present | (5 << 16), b"\x3b")  # nothing new
+    watcher._reconcile([])
+    assert events == [
+        ReaderAppeared("R 00 00"),
+        CardInserted("R 00 00", b"\x3b", initial=True),
+        CardRemoved("R 00 00"),
+        CardInserted("R 00 00", b"\x3b"),
+        CardRemoved("R 00 00"),
+        CardInserted("R 00 00", b"\x3b"),
+        CardRemoved("R 00 00"),
+        ReaderVanished("R 00 00"),
+    ]
+
+
+def test_watcher_survives_a_failing_consumer(caplog: pytest.LogCaptureFixture) -> None:
+    from agent.drivers.idcard.pcsc_watch import PcscWatcher, ReaderAppeared
+
+    def broken(_event: object) -> None:
+        raise RuntimeError("consumer bug")
+
+    watcher = PcscWatcher(broken)
+    watcher._emit(ReaderAppeared("R 00 00"))  # logged, not raised
+    assert "event consumer failed" in caplog.text

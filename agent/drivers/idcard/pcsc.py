@@ -32,6 +32,7 @@ from agent.errors import (
     DeviceProtocolError,
     DeviceStateError,
     DeviceUnavailableError,
+    OperationCancelledError,
 )
 
 T = TypeVar("T")
@@ -351,17 +352,23 @@ class PcscCardConnection:
 class PcscTransport:
     """:class:`~agent.drivers.idcard.transport.CardTransport` over a :class:`PcscCardConnection`.
 
+    With ``run_blocking`` each APDU runs in a worker thread; with None the exchange is made
+    in the calling thread (the reader runs a whole read in one worker thread on a private
+    loop). ``cancelled``, when set, stops the read before the next command with
+    :class:`~agent.errors.OperationCancelledError`.
+
     Handles ``61xx`` (GET RESPONSE) and, on T=0, ``6Cxx`` (re-send with the right Le).
     ``extended_length`` starts from :func:`choose_extended_length` and drops to False when
     an extended-length command comes back ``6700`` (wrong length) so callers fall back to
     short reads.
     """
 
-    def __init__(self, connection: PcscCardConnection, run_blocking: RunBlocking, *,
-                 extended_length: bool) -> None:
+    def __init__(self, connection: PcscCardConnection, run_blocking: RunBlocking | None, *,
+                 extended_length: bool, cancelled: threading.Event | None = None) -> None:
         self._connection = connection
         self._run_blocking = run_blocking
         self._extended_length = extended_length
+        self._cancelled = cancelled
         self.apdus_sent = 0
 
     @property
@@ -373,6 +380,10 @@ class PcscTransport:
         return self._connection.atr
 
     async def transmit(self, apdu: bytes) -> bytes:
+        if self._cancelled is not None and self._cancelled.is_set():
+            raise OperationCancelledError("the card read was cancelled", device_id=self._connection.device_id)
+        if self._run_blocking is None:
+            return self._exchange(bytes(apdu))
         response: bytes = await self._run_blocking(self._exchange, bytes(apdu))
         return response
 

@@ -30,6 +30,7 @@ from smartcard import scard
 from agent.drivers.idcard.pcsc import (
     E_CANCELLED,
     E_NO_READERS_AVAILABLE,
+    E_READER_UNAVAILABLE,
     E_TIMEOUT,
     E_UNKNOWN_READER,
     SUCCESS,
@@ -104,6 +105,7 @@ class PcscWatcher:
         self._readers: dict[str, _ReaderTrack] = {}
         self._service: bool | None = None  # unknown until the first attempt
         self._pnp_state = scard.SCARD_STATE_UNAWARE
+        self._pnp_supported = True
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -179,6 +181,9 @@ class PcscWatcher:
                         self._context = context
                 if not self._cycle():
                     self._drop_context()
+                    # A fresh context is tried at once (pcscd restarted under us), but a failure
+                    # that persists must not turn into a busy loop.
+                    self._stopping.wait(self._retry_initial / 4)
                     continue
                 retry = self._retry_initial
         finally:
@@ -196,17 +201,28 @@ class PcscWatcher:
         self._set_service(True)
         self._reconcile(list(names))
 
-        request = [(PNP_READER, self._pnp_state)]
+        request = [(PNP_READER, self._pnp_state)] if self._pnp_supported else []
         request += [(name, track.state) for name, track in self._readers.items()]
+        if not request:  # no PnP support and no reader: nothing to wait on but time
+            self._stopping.wait(self._wait_ms / 1000)
+            return True
         hresult, states = scard.SCardGetStatusChange(self._context, self._wait_ms, request)
         code = unsigned(hresult)
-        if code in (E_TIMEOUT, E_CANCELLED, E_UNKNOWN_READER):
-            return True  # nothing changed / stop requested / a reader left: list again
+        if code in (E_TIMEOUT, E_CANCELLED):
+            return True  # nothing changed / stop requested
+        if code in (E_UNKNOWN_READER, E_READER_UNAVAILABLE):
+            self._stopping.wait(self._retry_initial / 4)  # a reader is leaving: list again
+            return True
         if code != SUCCESS:
             self._log.debug("pcsc watcher: waiting for changes failed: %s", describe(code))
             return False
         for name, event_state, atr in states:
             if name == PNP_READER:
+                if event_state & scard.SCARD_STATE_UNKNOWN:
+                    # A resource manager without the PnP pseudo-reader: new readers are then
+                    # found by the periodic re-listing after each wait times out.
+                    self._pnp_supported = False
+                    self._log.info("pcscd has no PnP notification; new readers are polled for")
                 self._pnp_state = event_state & ~scard.SCARD_STATE_CHANGED
                 continue
             track = self._readers.get(name)
@@ -227,6 +243,7 @@ class PcscWatcher:
 
     def _update(self, name: str, track: _ReaderTrack, event_state: int, atr: bytes) -> None:
         if event_state & (scard.SCARD_STATE_UNKNOWN | scard.SCARD_STATE_IGNORE):
+            track.state = event_state & ~scard.SCARD_STATE_CHANGED  # so the next wait blocks
             return  # the reader went away; the next listing reports it
         present = bool(event_state & scard.SCARD_STATE_PRESENT)
         counter = (event_state >> 16) & 0xFFFF

@@ -28,7 +28,9 @@ is nothing else to tell them apart by.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -175,17 +177,42 @@ class PcscIdCardReader(IdCardReader):
     # -- internals -------------------------------------------------------------------------------
 
     async def _read(self, key: AccessKey, options: ReadOptions, device_id: str) -> CardRead:
+        """Run the whole read in one worker thread (see :meth:`_read_blocking`).
+
+        Cancellation sets a flag the transport checks before every APDU; the read stops at
+        the next command boundary, resets the card, and only then is CancelledError re-raised.
+        """
+        trust = await self._backend.trust_store()
+        cancelled = threading.Event()
+        work = asyncio.ensure_future(
+            self._ctx.run_blocking(self._read_blocking, key, options, trust, device_id, cancelled))
+        try:
+            result: CardRead = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            cancelled.set()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(work, timeout=10)
+            raise
+        return result
+
+    def _read_blocking(self, key: AccessKey, options: ReadOptions, trust: TrustStore, device_id: str,
+                       cancelled: threading.Event) -> CardRead:
+        """Connect, read, verify and disconnect, all in this worker thread.
+
+        The ICAO session is asyncio code; it runs on a private event loop here, with a
+        transport that calls SCardTransmit directly. One thread hop per read instead of one
+        per APDU, and the secure-messaging and signature work stays off the agent's loop.
+        """
         from agent.drivers.idcard.session import read_document
 
-        trust = await self._backend.trust_store()
-        connection = self._backend.connection_factory(self.reader, device_id=device_id)
-        await self._ctx.run_blocking(connection.open)
+        connection = self._backend.connection_factory(self.reader, device_id=device_id).open()
         reset = True
         try:
-            extended = await self._extended_length(connection)
+            extended = self._extended_length(connection)
             self._last_extended_length = extended
-            transport = PcscTransport(connection, self._ctx.run_blocking, extended_length=extended)
-            result: CardRead = await read_document(transport, key, options, trust)
+            transport = PcscTransport(connection, None, extended_length=extended, cancelled=cancelled)
+            with asyncio.Runner() as runner:
+                result = runner.run(read_document(transport, key, options, trust))
             reset = False
             return result
         except DeviceUnavailableError:
@@ -195,18 +222,18 @@ class PcscIdCardReader(IdCardReader):
             raise
         finally:
             # After a failed or cancelled read, reset the card: no half-open secure channel.
-            await self._ctx.run_blocking(lambda: connection.close(reset=reset))
+            connection.close(reset=reset)
 
-    async def _extended_length(self, connection: PcscCardConnection) -> bool:
+    def _extended_length(self, connection: PcscCardConnection) -> bool:
+        """Blocking: the backend's policy, the reader's part-10 answer, the ATR, or a probe."""
         policy = self._backend.extended_length_policy
         if policy != "auto":
             return choose_extended_length(policy, None, None)
-        reader_max = await self._ctx.run_blocking(connection.reader_max_apdu_data)
+        reader_max = connection.reader_max_apdu_data()
         atr_says = atr_extended_length(connection.atr)
         if reader_max is None and atr_says is None:
             # Neither the reader nor the card says: try one harmless extended command.
-            probed: bool = await self._ctx.run_blocking(connection.probe_extended_length)
-            return probed
+            return connection.probe_extended_length()
         return choose_extended_length(policy, reader_max, atr_says)
 
     def card_changed(self, present: bool, atr: bytes, *, announce: bool) -> None:
