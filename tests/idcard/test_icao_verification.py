@@ -236,3 +236,26 @@ async def test_unparsable_dg13_and_face_are_reported_not_fatal() -> None:
     assert "DG13 could not be parsed" in result.verification.details
     assert "DG2 face could not be parsed" in result.verification.details
     assert result.verification.passive is Verdict.VALID  # the issuer signed these very bytes
+
+
+async def test_chip_authentication_runs_before_the_personal_data_is_read() -> None:
+    card = EmulatedEmrtd(sample_passport())
+    transport = EmulatedTransport(card)
+    log = transport.record()
+    from tests.idcard.icao_support import trust_for
+
+    result = await read_document(transport, card.issued.mrz_key, ReadOptions(), trust_for(card))
+    assert result.verification.chip is Verdict.VALID
+    mse_ca = next(i for i, (cmd, _) in enumerate(log) if cmd[1] == 0x22 and cmd[2:4] == b"\x41\xa4")
+    dg1_read = next(i for i, (cmd, _) in enumerate(log) if cmd[1] == 0xB0 and cmd[2] == 0x81)
+    assert mse_ca < dg1_read
+
+
+async def test_failed_chip_authentication_reopens_pace_and_still_reads() -> None:
+    result, card, _ = await read_card(sample_cccd(chip_auth="AES-128"), faults=CardFaults(ca_wrong_key=True))
+    assert result.access_protocol == "PACE"
+    assert result.verification.chip is Verdict.INVALID
+    assert result.verification.passive is Verdict.VALID
+    assert result.verification.active is Verdict.VALID
+    assert result.personal.id_number == "001199012345"
+    assert card.wrong_key_attempts == 0
