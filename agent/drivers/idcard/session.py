@@ -93,9 +93,17 @@ def personal_data(mrz: Mrz, dg13: Dg13 | None) -> PersonalData:
 async def _open(channel: CardChannel, files: FileReader, key: AccessKey, pace_info: PaceInfo | None) -> str:
     """Access control and application selection; returns the protocol used."""
     if pace_info is not None:
-        await perform_pace(channel, pace_info, key)
-        await files.select_application()
-        return "PACE"
+        try:
+            await perform_pace(channel, pace_info, key)
+        except DeviceProtocolError:
+            # PACE broke for a reason other than the key (a wrong key is AccessDeniedError and
+            # is never retried): with the MRZ, fall back to BAC as 9303 permits.
+            if isinstance(key, CanKey):
+                raise
+            channel.sm = None
+        else:
+            await files.select_application()
+            return "PACE"
     if isinstance(key, CanKey):
         raise NotSupportedError("the card offers no PACE, so a CAN cannot open it; use the MRZ")
     await files.select_application()
