@@ -259,3 +259,19 @@ async def test_failed_chip_authentication_reopens_pace_and_still_reads() -> None
     assert result.verification.active is Verdict.VALID
     assert result.personal.id_number == "001199012345"
     assert card.wrong_key_attempts == 0
+
+
+def test_passive_valid_with_an_rsassa_pss_signed_sod() -> None:
+    import hashlib
+
+    from agent.simulator.emrtd.pki import build_sod
+
+    pki = build_pki("UT", "rsa")
+    dg1 = EmulatedEmrtd(sample_passport()).issued.files[0x0101]
+    sod = build_sod(pki, {1: hashlib.sha256(dg1).digest()}, pss=True)
+    trust = TrustStore()
+    trust.add_certificate(pki.csca_der)
+    assert passive_authentication(sod, {1: dg1}, trust).verdict is Verdict.VALID
+    broken = bytearray(sod)
+    broken[-3] ^= 0x40
+    assert passive_authentication(bytes(broken), {1: dg1}, trust).verdict is Verdict.INVALID
