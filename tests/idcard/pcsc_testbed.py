@@ -12,6 +12,10 @@ restart test can stop and start *its* pcscd by the PID it started.
 
 ``PCSCLITE_CSOCK_NAME`` is read once per process by libpcsclite (on the first call), so
 :func:`claim_socket_path` must run before anything in the process talks to pcscd.
+
+Where no private mount namespace can be had (no CAP_SYS_ADMIN, e.g. an unprivileged
+container), and no other pcscd is running, pcscd is started in the ordinary place instead
+(still by us, stopped by its PID); ``CENTRE_TEST_PCSCD_DIRECT=1`` forces that mode.
 """
 
 from __future__ import annotations
@@ -75,6 +79,22 @@ def free_port_pair() -> int:
     raise RuntimeError("no free port pair for vpcd")
 
 
+SYSTEM_SOCKET = Path("/run/pcscd/pcscd.comm")
+
+
+def _pcscd() -> str:
+    return shutil.which("pcscd") or "/usr/sbin/pcscd"
+
+
+def _pcscd_answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 class PcscdPeer:
     """A pcscd of our own (private config, private socket), controlled by its PID."""
 
@@ -87,6 +107,12 @@ class PcscdPeer:
         self.port = port or free_port_pair()
         self.process: subprocess.Popen[bytes] | None = None
         self.reader_names = (f"{FRIENDLY_NAME} 00 00", f"{FRIENDLY_NAME} 00 01")
+        # Forced with CENTRE_TEST_PCSCD_DIRECT=1 (to test the fallback); chosen on its own when
+        # the machine allows no private mount namespace.
+        self.direct = os.environ.get("CENTRE_TEST_PCSCD_DIRECT") == "1"
+        if self.direct:
+            self.socket_path = SYSTEM_SOCKET
+            os.environ["PCSCLITE_CSOCK_NAME"] = str(SYSTEM_SOCKET)
 
     def _write_config(self) -> None:
         self.config_dir.mkdir(parents=True, exist_ok=True)
@@ -98,19 +124,44 @@ class PcscdPeer:
             f"CHANNELID {self.port}\n")
 
     def start(self) -> float:
-        """Start pcscd; return when its socket answers. Returns the time.perf_counter() of the start."""
+        """Start pcscd; return when its socket answers. Returns the time.perf_counter() of the start.
+
+        In a private mount namespace when the machine allows it (``unshare -m`` needs root and
+        CAP_SYS_ADMIN). Otherwise, and only before this process has talked to pcscd, only if no
+        other pcscd is running, pcscd is started in the ordinary place (``/run/pcscd``) and the
+        client library is pointed there instead: still ours, still stopped by its PID.
+        """
         if self.process is not None and self.process.poll() is None:
             return 0.0
         self._write_config()
+        if not self.direct:
+            try:
+                return self._start_namespaced()
+            except RuntimeError:
+                if _pcscd_answers(SYSTEM_SOCKET) or os.environ.get("PCSCLITE_CSOCK_NAME") != str(
+                        self.socket_path):
+                    raise
+                self.direct = True
+                self.socket_path = SYSTEM_SOCKET
+                os.environ["PCSCLITE_CSOCK_NAME"] = str(SYSTEM_SOCKET)
+        return self._start_direct()
+
+    def _start_namespaced(self) -> float:
         Path("/run/pcscd").mkdir(parents=True, exist_ok=True)  # the mount point
-        pcscd = shutil.which("pcscd") or "/usr/sbin/pcscd"
         script = (f"mount --bind {self.run_dir} /run/pcscd && "
-                  f"exec {pcscd} --foreground --info --config {self.config_dir}")
+                  f"exec {_pcscd()} --foreground --info --config {self.config_dir}")
+        return self._spawn(["unshare", "-m", "--propagation", "private", "--", "sh", "-c", script])
+
+    def _start_direct(self) -> float:
+        if _pcscd_answers(SYSTEM_SOCKET):
+            raise RuntimeError("another pcscd is running and no private mount namespace is possible")
+        return self._spawn([_pcscd(), "--foreground", "--info", "--config", str(self.config_dir)])
+
+    def _spawn(self, command: list[str]) -> float:
         started = time.perf_counter()
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                ["unshare", "-m", "--propagation", "private", "--", "sh", "-c", script],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
         self._wait_for_socket()
         return started
 
@@ -119,13 +170,9 @@ class PcscdPeer:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"pcscd exited with {self.process.returncode}: see {self.log_path}")
-            with socket.socket(socket.AF_UNIX) as probe:
-                try:
-                    probe.connect(str(self.socket_path))
-                except OSError:
-                    time.sleep(0.01)
-                    continue
+            if _pcscd_answers(self.socket_path):
                 return
+            time.sleep(0.01)
         raise RuntimeError(f"pcscd did not come up: see {self.log_path}")
 
     def stop(self) -> None:
@@ -180,7 +227,10 @@ class VpcdCardProcess:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"vpcd card: no {wanted!r} line")
-            line = self._lines.get(timeout=remaining)
+            try:
+                line = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                raise TimeoutError(f"vpcd card: no {wanted!r} line") from None
             if line.startswith(wanted):
                 return line
             if line == "<eof>":

@@ -70,6 +70,9 @@ CARD_LOST: Final = frozenset({E_NOT_TRANSACTED, W_REMOVED_CARD, E_COMM_DATA_LOST
 #: A card that was just (re)inserted and is not powered yet: connecting again shortly works.
 CARD_SETTLING: Final = frozenset({W_UNPOWERED_CARD, W_RESET_CARD})
 
+PROTOCOL_T0: Final = scard.SCARD_PROTOCOL_T0
+PROTOCOL_T1: Final = scard.SCARD_PROTOCOL_T1
+
 #: PC/SC part 10: ``CM_IOCTL_GET_FEATURE_REQUEST`` and the TLV-properties feature.
 _IOCTL_GET_FEATURE_REQUEST: Final = scard.SCARD_CTL_CODE(3400)
 _FEATURE_GET_TLV_PROPERTIES: Final = 0x12

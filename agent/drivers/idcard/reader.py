@@ -1,9 +1,13 @@
 """The PC/SC ID-card backend (``pcsc``): one :class:`PcscIdCardReader` per PC/SC reader.
 
 Discovery and card events come from :class:`~agent.drivers.idcard.pcsc_watch.PcscWatcher`
-(its thread hands events to the event loop with ``call_soon_threadsafe``); reads run the
-ICAO 9303 session (:func:`agent.drivers.idcard.session.read_document`) over a
-:class:`~agent.drivers.idcard.pcsc.PcscTransport`.
+(its thread hands events to the event loop with ``call_soon_threadsafe``). A read runs
+whole in one ``run_blocking`` worker: connect, the ICAO 9303 session
+(:func:`agent.drivers.idcard.session.read_document`, on a private event loop in that
+thread) over a :class:`~agent.drivers.idcard.pcsc.PcscTransport`, disconnect. That is one
+thread hop per read instead of one per APDU, and secure messaging and signature checks
+never hold the agent's event loop. pcscd down: every reader reports ``error`` (condition
+``pcscd-unavailable``) until the watcher reaches pcscd again; readers missing then are lost.
 
 Backend options (``[drivers.pcsc]``):
 
@@ -48,6 +52,7 @@ from agent.domain.events import EventKind
 from agent.domain.idcard import AccessKey, CardRead, ReadOptions
 from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext, IdCardReader
 from agent.drivers.idcard.pcsc import (
+    PROTOCOL_T0,
     ExtendedLengthPolicy,
     PcscCardConnection,
     PcscTransport,
@@ -111,6 +116,7 @@ class PcscIdCardReader(IdCardReader):
         self._cards_seen = 0
         self._last_error = ""
         self._last_extended_length: bool | None = None
+        self._extended_for: tuple[tuple[int, bytes], bool] | None = None
 
     # -- contract --------------------------------------------------------------------------------
 
@@ -208,7 +214,14 @@ class PcscIdCardReader(IdCardReader):
         connection = self._backend.connection_factory(self.reader, device_id=device_id).open()
         reset = True
         try:
-            extended = self._extended_length(connection)
+            # Decided once per card on the reader: the probe and the part-10 query cost
+            # round trips that a second read of the same card does not need.
+            insertion = (self._cards_seen, connection.atr)
+            if self._extended_for is not None and self._extended_for[0] == insertion:
+                extended = self._extended_for[1]
+            else:
+                extended = self._extended_length(connection)
+                self._extended_for = (insertion, extended)
             self._last_extended_length = extended
             transport = PcscTransport(connection, None, extended_length=extended, cancelled=cancelled)
             with asyncio.Runner() as runner:
@@ -229,6 +242,8 @@ class PcscIdCardReader(IdCardReader):
         policy = self._backend.extended_length_policy
         if policy != "auto":
             return choose_extended_length(policy, None, None)
+        if connection.protocol == PROTOCOL_T0:
+            return False  # T=0 carries no extended-length APDU (it would need ENVELOPE chains)
         reader_max = connection.reader_max_apdu_data()
         atr_says = atr_extended_length(connection.atr)
         if reader_max is None and atr_says is None:
