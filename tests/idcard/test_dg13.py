@@ -101,3 +101,16 @@ def test_built_fields_come_back(fields: dict[int, str], parents: tuple[str, str]
     assert d.full_name == fields.get(2, "")
     assert d.place_of_residence == fields.get(9, "")
     assert d.father_name == parents[0]
+
+
+def test_decomposed_vietnamese_text_is_normalised() -> None:
+    import unicodedata
+
+    fields: dict[int, str | tuple[str, str]] = {
+        1: "001199012345",
+        2: unicodedata.normalize("NFD", "Trần Thị Thử Nghiệm"),
+        4: unicodedata.normalize("NFD", "Nữ"),
+    }
+    d = parse_dg13(build_dg13(fields))
+    assert d.full_name == "Trần Thị Thử Nghiệm"
+    assert d.sex == "F"

@@ -287,3 +287,25 @@ async def test_custom_data_groups_are_signed_and_listed() -> None:
     result, card, _ = await read_card(sample_passport(extra_data_groups=extra))
     assert 11 in parse_com(card.issued.files[0x011E]).data_groups
     assert result.verification.passive is Verdict.VALID
+
+
+async def test_broken_pace_falls_back_to_bac_with_the_mrz_only() -> None:
+    from agent.errors import DeviceProtocolError
+    from agent.simulator.emrtd import CardFaults
+
+    result, card, _ = await read_card(sample_cccd(), faults=CardFaults(broken_pace=True))
+    assert result.access_protocol == "BAC"
+    assert result.verification.passive is Verdict.VALID
+    assert card.wrong_key_attempts == 0
+    with pytest.raises(DeviceProtocolError):
+        await read_card(sample_cccd(), key=CanKey("123456"), faults=CardFaults(broken_pace=True))
+
+
+async def test_wrong_mrz_on_a_pace_card_is_not_retried_with_bac() -> None:
+    card = EmulatedEmrtd(sample_cccd())
+    transport = EmulatedTransport(card)
+    log = transport.record()
+    with pytest.raises(AccessDeniedError):
+        await read_document(transport, MrzKey("199012346", "990315", "390315"), ReadOptions(), None)
+    assert card.wrong_key_attempts == 1
+    assert not any(cmd[1] in (0x84, 0x82) for cmd, _ in log)  # no GET CHALLENGE / EXTERNAL AUTHENTICATE

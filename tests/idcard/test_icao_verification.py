@@ -222,3 +222,56 @@ async def test_card_trickling_single_bytes_is_cut_off() -> None:
     card = TricklingCard(sample_cccd())
     with pytest.raises(DeviceProtocolError):
         await read_document(EmulatedTransport(card), card.issued.mrz_key, ReadOptions(), None)
+
+
+async def test_unparsable_dg13_and_face_are_reported_not_fatal() -> None:
+    from agent.drivers.idcard import tlv
+
+    garbage13 = tlv.encode(0x6D, tlv.encode(0x30, tlv.encode(0x02, b"\x02") + tlv.encode(0x0C, b"\xff\xfe")))
+    garbage2 = tlv.encode(0x75, tlv.encode(0x7F61, tlv.encode(0x02, b"\x01")))
+    result, _, _ = await read_card(sample_cccd(extra_data_groups={13: garbage13, 2: garbage2}))
+    assert result.face is None
+    assert result.personal.document_number == "199012345"
+    assert result.personal.full_name == "TRAN THI THU NGHIEM"  # from the MRZ
+    assert "DG13 could not be parsed" in result.verification.details
+    assert "DG2 face could not be parsed" in result.verification.details
+    assert result.verification.passive is Verdict.VALID  # the issuer signed these very bytes
+
+
+async def test_chip_authentication_runs_before_the_personal_data_is_read() -> None:
+    card = EmulatedEmrtd(sample_passport())
+    transport = EmulatedTransport(card)
+    log = transport.record()
+    from tests.idcard.icao_support import trust_for
+
+    result = await read_document(transport, card.issued.mrz_key, ReadOptions(), trust_for(card))
+    assert result.verification.chip is Verdict.VALID
+    mse_ca = next(i for i, (cmd, _) in enumerate(log) if cmd[1] == 0x22 and cmd[2:4] == b"\x41\xa4")
+    dg1_read = next(i for i, (cmd, _) in enumerate(log) if cmd[1] == 0xB0 and cmd[2] == 0x81)
+    assert mse_ca < dg1_read
+
+
+async def test_failed_chip_authentication_reopens_pace_and_still_reads() -> None:
+    result, card, _ = await read_card(sample_cccd(chip_auth="AES-128"), faults=CardFaults(ca_wrong_key=True))
+    assert result.access_protocol == "PACE"
+    assert result.verification.chip is Verdict.INVALID
+    assert result.verification.passive is Verdict.VALID
+    assert result.verification.active is Verdict.VALID
+    assert result.personal.id_number == "001199012345"
+    assert card.wrong_key_attempts == 0
+
+
+def test_passive_valid_with_an_rsassa_pss_signed_sod() -> None:
+    import hashlib
+
+    from agent.simulator.emrtd.pki import build_sod
+
+    pki = build_pki("UT", "rsa")
+    dg1 = EmulatedEmrtd(sample_passport()).issued.files[0x0101]
+    sod = build_sod(pki, {1: hashlib.sha256(dg1).digest()}, pss=True)
+    trust = TrustStore()
+    trust.add_certificate(pki.csca_der)
+    assert passive_authentication(sod, {1: dg1}, trust).verdict is Verdict.VALID
+    broken = bytearray(sod)
+    broken[-3] ^= 0x40
+    assert passive_authentication(bytes(broken), {1: dg1}, trust).verdict is Verdict.INVALID

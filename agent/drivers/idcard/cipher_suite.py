@@ -99,10 +99,6 @@ class CipherSuite:
         dec = self._cipher(key, iv or bytes(self.block_size)).decryptor()
         return dec.update(data) + dec.finalize()
 
-    def encrypt_block(self, key: bytes, block: bytes) -> bytes:
-        """Raw single-block encryption (ECB), for the AES SM IV ``E(KSenc, SSC)``."""
-        return self.encrypt(key, block)
-
     def mac(self, key: bytes, data: bytes) -> bytes:
         """8-byte MAC of already padded ``data``: ISO 9797-1 MAC algorithm 3 (retail MAC)
         with DES for 3DES, AES-CMAC truncated to 8 bytes for AES."""

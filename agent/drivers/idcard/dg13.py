@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from agent.drivers.idcard import tlv
@@ -50,15 +51,12 @@ class Dg13:
 
 
 def _decode_string(item: tlv.Tlv) -> str:
-    if item.tag == 0x1E:
-        try:
-            return item.value.decode("utf-16-be")
-        except UnicodeDecodeError as exc:
-            raise DataFormatError("DG13 BMPString is not valid UTF-16") from exc
+    """Text as NFC: Vietnamese diacritics may come decomposed (NFD) from some batches."""
+    encoding = "utf-16-be" if item.tag == 0x1E else "utf-8"
     try:
-        return item.value.decode("utf-8")
+        return unicodedata.normalize("NFC", item.value.decode(encoding))
     except UnicodeDecodeError as exc:
-        raise DataFormatError("DG13 string is not valid UTF-8") from exc
+        raise DataFormatError("DG13 string is not valid text") from exc
 
 
 def _strings(item: tlv.Tlv, depth: int) -> list[str]:
@@ -109,7 +107,7 @@ def parse_date(value: str) -> dt.date | None:
 
 
 def parse_sex(value: str) -> str:
-    v = value.strip().lower()
+    v = unicodedata.normalize("NFC", value).strip().lower()
     if v in ("nam", "m", "male"):
         return "M"
     if v in ("nữ", "nu", "f", "female"):

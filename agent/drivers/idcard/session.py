@@ -90,9 +90,34 @@ def personal_data(mrz: Mrz, dg13: Dg13 | None) -> PersonalData:
     )
 
 
+async def _open(channel: CardChannel, files: FileReader, key: AccessKey, pace_info: PaceInfo | None) -> str:
+    """Access control and application selection; returns the protocol used."""
+    if pace_info is not None:
+        try:
+            await perform_pace(channel, pace_info, key)
+        except DeviceProtocolError:
+            # PACE broke for a reason other than the key (a wrong key is AccessDeniedError and
+            # is never retried): with the MRZ, fall back to BAC as 9303 permits.
+            if isinstance(key, CanKey):
+                raise
+            channel.sm = None
+        else:
+            await files.select_application()
+            return "PACE"
+    if isinstance(key, CanKey):
+        raise NotSupportedError("the card offers no PACE, so a CAN cannot open it; use the MRZ")
+    await files.select_application()
+    await perform_bac(channel, key)
+    return "BAC"
+
+
 async def read_document(transport: CardTransport, key: AccessKey, options: ReadOptions,
                         trust: TrustStore | None, *, now: dt.datetime | None = None) -> CardRead:
     """Open the card with ``key``, read it and verify it.
+
+    Chip authentication, where DG14 offers it, runs right after access control, so the
+    personal data travels under its stronger session keys (9303 Part 11, 6.2); if it fails,
+    access control is redone with the same (correct) key and the read goes on.
 
     Raises AccessDeniedError for a wrong key (one attempt, never retried),
     NotSupportedError for a CAN on a card without PACE, DeviceProtocolError /
@@ -103,25 +128,37 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
     channel = CardChannel(transport)
     files = FileReader(channel)
     pace_info = choose_pace(await _card_access(channel))
-    if pace_info is not None:
-        await perform_pace(channel, pace_info, key)
-        await files.select_application()
-        protocol = "PACE"
-    else:
-        if isinstance(key, CanKey):
-            raise NotSupportedError("the card offers no PACE, so a CAN cannot open it; use the MRZ")
-        await files.select_application()
-        await perform_bac(channel, key)
-        protocol = "BAC"
+    protocol = await _open(channel, files, key, pace_info)
 
     com_raw = await files.read(EF_COM)
     if com_raw is None:
         raise DeviceProtocolError("the card has no EF.COM")
     com = lds.parse_com(com_raw)
-    sod_raw = await files.read(EF_SOD)
     groups: dict[int, bytes] = {}
+    details: list[str] = []
+
+    dg14_infos: SecurityInfos | None = None
+    if 14 in com.data_groups:
+        dg14 = await files.read(data_group_file(14))
+        if dg14 is not None:
+            groups[14] = dg14
+            try:
+                dg14_infos = parse_security_infos(lds.unwrap(dg14, 14))
+            except DataFormatError:
+                details.append("DG14 malformed")
+    if not options.chip_authentication:
+        chip = CheckResult(Verdict.NOT_SUPPORTED, ["chip authentication not requested"])
+    elif 14 in groups and dg14_infos is None:
+        chip = CheckResult(Verdict.INVALID, ["DG14 malformed"])
+    else:
+        chip = await chip_authentication(channel, dg14_infos)
+        if chip.verdict is Verdict.INVALID:
+            channel.sm = None  # the chip dropped the channel: open it again, same key
+            await _open(channel, files, key, pace_info)
+
+    sod_raw = await files.read(EF_SOD)
     for number in READ_GROUPS:
-        if number not in com.data_groups and number != 1:
+        if number == 14 or (number not in com.data_groups and number != 1):
             continue
         if number == 2 and not options.include_face:
             continue
@@ -131,28 +168,27 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
     if 1 not in groups:
         raise DeviceProtocolError("the card has no DG1")
 
-    mrz = lds.parse_dg1(groups[1])
-    dg13 = parse_dg13(groups[13]) if 13 in groups else None
-    face: FaceImage | None = parse_dg2(groups[2]) if 2 in groups else None
-    dg14_infos: SecurityInfos | None = None
-    details: list[str] = []
-    if 14 in groups:
+    mrz = lds.parse_dg1(groups[1])  # without the MRZ there is no document to report
+    # A DG13 or face the parser cannot read does not hide the rest of the card: the read is
+    # reported with a note (and passive authentication still judges the bytes).
+    dg13: Dg13 | None = None
+    if 13 in groups:
         try:
-            dg14_infos = parse_security_infos(lds.unwrap(groups[14], 14))
+            dg13 = parse_dg13(groups[13])
         except DataFormatError:
-            details.append("DG14 malformed")
+            details.append("DG13 could not be parsed")
+    face: FaceImage | None = None
+    if 2 in groups:
+        try:
+            face = parse_dg2(groups[2])
+        except DataFormatError:
+            details.append("DG2 face could not be parsed")
 
     if options.active_authentication:
         active = await active_authentication(channel, groups.get(15),
                                              dg14_infos.active_auth_signature_oid if dg14_infos else None)
     else:
         active = CheckResult(Verdict.NOT_SUPPORTED, ["active authentication not requested"])
-    if options.chip_authentication and 14 in groups and dg14_infos is None:
-        chip = CheckResult(Verdict.INVALID, ["DG14 malformed"])
-    elif options.chip_authentication:
-        chip = await chip_authentication(channel, dg14_infos)
-    else:
-        chip = CheckResult(Verdict.NOT_SUPPORTED, ["chip authentication not requested"])
     passive = passive_authentication(sod_raw, groups, trust, now)
 
     details += [f"passive: {d}" for d in passive.details]

@@ -367,6 +367,9 @@ class EmulatedEmrtd:
         run = self._pace
         if run is None:
             return b"", SW_CONDITIONS_NOT_SATISFIED
+        if self.faults.broken_pace:
+            self._pace = None
+            return b"", 0x6F00
         try:
             return self._pace_step(run, template)
         except DeviceProtocolError:

@@ -39,7 +39,8 @@ class CardFaults:
     Runtime: ``wrong_sw`` maps an INS (e.g. 0xB0) to a status word returned instead;
     ``bad_mac`` corrupts the MAC of protected READ BINARY answers; ``max_wrong_key_attempts``
     blocks the card (6983) after that many failed BAC/PACE attempts; ``no_sfi`` refuses
-    READ BINARY by short EF identifier (6A86), so files must be SELECTed by FID.
+    READ BINARY by short EF identifier (6A86), so files must be SELECTed by FID;
+    ``broken_pace`` offers PACE in EF.CardAccess but fails GENERAL AUTHENTICATE (6F00).
     """
 
     bad_dg_hash: int | None = None
@@ -52,6 +53,7 @@ class CardFaults:
     bad_mac: bool = False
     max_wrong_key_attempts: int | None = None
     no_sfi: bool = False
+    broken_pace: bool = False
 
 
 @dataclass(frozen=True)

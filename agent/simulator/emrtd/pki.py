@@ -110,31 +110,43 @@ def build_pki(country: str = "VN", kind: str = "ec", *, ds_expired: bool = False
     return TestPki(csca_key, csca, ds_key, ds)
 
 
-def _signature_algorithm(key: SigningKey) -> str:
-    return "sha256_ecdsa" if isinstance(key, ec.EllipticCurvePrivateKey) else "sha256_rsa"
+def _signature_algorithm(key: SigningKey, pss: bool) -> algos.SignedDigestAlgorithm:
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return algos.SignedDigestAlgorithm({"algorithm": "sha256_ecdsa"})
+    if pss:
+        return algos.SignedDigestAlgorithm({"algorithm": "rsassa_pss", "parameters": algos.RSASSAPSSParams({
+            "hash_algorithm": {"algorithm": "sha256"},
+            "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": "sha256"}},
+            "salt_length": 32,
+        })})
+    return algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa"})
 
 
-def _sign(key: SigningKey, data: bytes) -> bytes:
+def _sign(key: SigningKey, data: bytes, pss: bool) -> bytes:
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return key.sign(data, ec.ECDSA(hashes.SHA256()))
+    if pss:
+        return key.sign(data, padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256())
     return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
 
 
-def sign_content(content_type: str, content: bytes, key: SigningKey, cert: x509.Certificate) -> bytes:
-    """A CMS ContentInfo(SignedData) over ``content`` with signed attributes."""
+def sign_content(content_type: str, content: bytes, key: SigningKey, cert: x509.Certificate, *,
+                 pss: bool = False) -> bytes:
+    """A CMS ContentInfo(SignedData) over ``content`` with signed attributes; ``pss`` signs
+    with RSASSA-PSS (as several issuing states do) instead of PKCS#1 v1.5."""
     asn1_cert = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
     attrs = cms.CMSAttributes([
         cms.CMSAttribute({"type": "content_type", "values": [content_type]}),
         cms.CMSAttribute({"type": "message_digest", "values": [hashlib.sha256(content).digest()]}),
     ])
-    signature = _sign(key, attrs.dump())
+    signature = _sign(key, attrs.dump(), pss)
     signer = cms.SignerInfo({
         "version": "v1",
         "sid": cms.SignerIdentifier({"issuer_and_serial_number": cms.IssuerAndSerialNumber({
             "issuer": asn1_cert.issuer, "serial_number": asn1_cert.serial_number})}),
         "digest_algorithm": algos.DigestAlgorithm({"algorithm": "sha256"}),
         "signed_attrs": attrs,
-        "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": _signature_algorithm(key)}),
+        "signature_algorithm": _signature_algorithm(key, pss),
         "signature": signature,
     })
     signed = cms.SignedData({
@@ -148,7 +160,7 @@ def sign_content(content_type: str, content: bytes, key: SigningKey, cert: x509.
     return der
 
 
-def build_sod(pki: TestPki, dg_hashes: dict[int, bytes], hash_name: str = "sha256") -> bytes:
+def build_sod(pki: TestPki, dg_hashes: dict[int, bytes], hash_name: str = "sha256", *, pss: bool = False) -> bytes:
     """EF.SOD ('77' + ContentInfo) over the given data-group hashes."""
     lds = LdsSecurityObject({
         "version": 0,
@@ -158,7 +170,7 @@ def build_sod(pki: TestPki, dg_hashes: dict[int, bytes], hash_name: str = "sha25
             for n, h in sorted(dg_hashes.items())
         ]),
     })
-    info = sign_content(ID_LDS_SECURITY_OBJECT, lds.dump(), pki.ds_key, pki.ds_cert)
+    info = sign_content(ID_LDS_SECURITY_OBJECT, lds.dump(), pki.ds_key, pki.ds_cert, pss=pss)
     return tlv.encode(TAG_SOD, info)
 
 
