@@ -174,8 +174,10 @@ async def main(reads: int, inserts: int) -> None:
 
             added = await bench_inserts(ctx, card, device, inserts)
             median_ms = statistics.median(added) * 1000
-            print(f"card insert -> backend event vs pcscd's own notice: median +{median_ms:.2f} ms, "
-                  f"max +{max(added) * 1000:.2f} ms over {len(added)} inserts (target <= +20 ms)")
+            # Both waiters are woken by the same pcscd notice; thread scheduling decides which runs
+            # first, so a difference can come out slightly negative.
+            print(f"card insert -> backend event vs pcscd's own notice: median {median_ms:+.2f} ms, "
+                  f"max {max(added) * 1000:+.2f} ms over {len(added)} inserts (target <= +20 ms)")
 
             card.insert()
             await ctx.wait_for(device.card_present)
