@@ -18,7 +18,8 @@ from agent.api.services.fingerprint import FingerprintServiceCore
 from agent.api.services.idcard import IdCardServiceCore
 from agent.api.services.printer import PrinterServiceCore
 from agent.api.services.scanner import ScannerServiceCore
-from agent.config import AgentConfig, check_loopback_address
+from agent.config import AgentConfig, WebSection, check_loopback_address
+from agent.errors import ConfigError
 from agent.core.runtime import AgentRuntime
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,14 @@ async def start_agent(config: AgentConfig, simulate: bool = False) -> RunningAge
     web: ConnectServer | None = None
     if config.web.listen:
         web = ConnectServer(cores, runtime.metrics, config.web, config.agent.state_dir, demo=simulate)
-        listen["web"] = web.listen()
+        try:
+            listen["web"] = web.listen()
+        except ConfigError:
+            if config.web.listen != WebSection().listen:
+                raise  # an address the operator chose must work
+            # the built-in default port is taken (another agent, a developer's test): run without browsers
+            log.warning("browser listener off: default address %s is in use", config.web.listen)
+            web = None
     if config.metrics.listen:
         host, port = check_loopback_address(config.metrics.listen, "metrics.listen")
         listen["metrics"] = f"{host}:{runtime.metrics.serve(host, port)}"

@@ -84,22 +84,35 @@ def _load_or_create(path: Path) -> ec.EllipticCurvePrivateKey:
 
 
 class Attestor:
-    """Signs card reads with the agent's own key."""
+    """Signs card reads with the agent's own key (created on first use, so an agent whose state
+    directory is read-only still starts; only attested reads then fail, with a ConfigError)."""
 
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
-        self._key = _load_or_create(Path(state_dir) / KEY_FILE)
-        self.public_key_der = self._key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        self.agent_id = hashlib.sha256(self.public_key_der).hexdigest()
+        self._path = Path(state_dir) / KEY_FILE
+        self._key: ec.EllipticCurvePrivateKey | None = None
+        self.public_key_der = b""
+        self.agent_id = ""
+
+    def _signing_key(self) -> ec.EllipticCurvePrivateKey:
+        if self._key is None:
+            try:
+                self._key = _load_or_create(self._path)
+            except OSError as exc:
+                raise ConfigError(f"cannot create attestation key {self._path}: {exc.strerror}") from None
+            self.public_key_der = self._key.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+            self.agent_id = hashlib.sha256(self.public_key_der).hexdigest()
+        return self._key
 
     def attest(self, response: pb.ReadCardResponse, origin: str, challenge: bytes,
                now: float | None = None) -> pb.Attestation:
+        key = self._signing_key()
         payload = canonical_json({
             "agent_id": self.agent_id, "challenge": base64.b64encode(challenge).decode("ascii"),
             "data_sha256": card_data_digest(response), "device_id": response.device_id,
             "origin": origin, "read_at": round(time.time() if now is None else now, 3),
             "type": PAYLOAD_TYPE})
-        signature = self._key.sign(payload, ec.ECDSA(hashes.SHA256()))
+        signature = key.sign(payload, ec.ECDSA(hashes.SHA256()))
         return pb.Attestation(payload=payload, signature=signature, algorithm=ALGORITHM,
                               public_key=self.public_key_der)
 

@@ -93,3 +93,28 @@ def test_web_config_section(tmp_path: Path) -> None:
         cfg.write_text(f"[web]\n{bad}\n")
         with pytest.raises(ConfigError):
             load_config(cfg)
+
+
+def test_attestation_key_is_made_once_and_reused(tmp_path: Path) -> None:
+    from agent.api.attestation import Attestor, verify_attestation
+    from centre.agent.v1 import idcard_pb2
+
+    first = Attestor(tmp_path / "state")
+    response = idcard_pb2.ReadCardResponse(device_id="idcard-1")
+    response.personal.full_name = "X"
+    a = first.attest(response, "https://portal.example.gov.vn", b"n", now=1.0)
+    b = Attestor(tmp_path / "state").attest(response, "https://portal.example.gov.vn", b"n", now=1.0)
+    assert a.public_key == b.public_key
+    assert verify_attestation(b)["agent_id"] == first.agent_id
+    assert stat.S_IMODE(os.stat(tmp_path / "state" / "attestation-key.pem").st_mode) == 0o600
+
+
+def test_unwritable_state_dir_fails_only_the_attested_read(tmp_path: Path) -> None:
+    from agent.api.attestation import Attestor
+    from centre.agent.v1 import idcard_pb2
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    attestor = Attestor(blocker / "state")  # constructing never fails
+    with pytest.raises(ConfigError):
+        attestor.attest(idcard_pb2.ReadCardResponse(), "https://portal.example.gov.vn", b"n")

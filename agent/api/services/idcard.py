@@ -12,6 +12,7 @@ from agent.core.runtime import AgentRuntime
 from agent.domain.device import DeviceFamily
 from agent.domain.idcard import ReadOptions
 from agent.drivers.base import IdCardReader
+from agent.drivers.idcard.qr import parse_cccd_qr
 from agent.errors import InvalidRequestError
 from centre.agent.v1 import idcard_pb2 as pb
 
@@ -35,3 +36,6 @@ class IdCardServiceCore:
         if request.challenge and self._attestor is not None:
             response.attestation.CopyFrom(self._attestor.attest(response, call.origin, bytes(request.challenge)))
         return response
+
+    async def ParseCardQr(self, request: pb.ParseCardQrRequest, call: CallInfo) -> pb.CardQrData:
+        return convert.card_qr_pb(parse_cccd_qr(request.text))
