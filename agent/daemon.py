@@ -19,8 +19,8 @@ from agent.api.services.idcard import IdCardServiceCore
 from agent.api.services.printer import PrinterServiceCore
 from agent.api.services.scanner import ScannerServiceCore
 from agent.config import AgentConfig, WebSection, check_loopback_address
-from agent.errors import ConfigError
 from agent.core.runtime import AgentRuntime
+from agent.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -165,13 +165,16 @@ async def event_latency(agent: Any, headers: dict[str, str]) -> None:
             raise SystemExit("native event stream ended")
 
         await asyncio.sleep(0.3)  # both streams subscribed
+        from agent.simulator.emrtd import EmulatedEmrtd
+
         for _ in range(EVENTS):
             reader.remove_card()
+            card = EmulatedEmrtd(reader._backend.card_issue())  # made before the clock starts
             await asyncio.sleep(0.02)
             t_connect = asyncio.ensure_future(next_connect_insert())
             t_native = asyncio.ensure_future(next_native_insert())
             started = time.perf_counter()
-            reader.insert_card()
+            reader.insert_card(card)
             connect_at, native_at = await asyncio.gather(t_connect, t_native)
             connect_lat.append(connect_at - started)
             native_lat.append(native_at - started)

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from agent.simulator.emrtd.profiles import SAMPLE_DG13
+from agent.simulator.idcard import SIMULATED_ID
 from tests.web.conftest import ROOT, RunningAgent, free_port
 
 JS = ROOT / "clients" / "js"
@@ -63,10 +65,9 @@ def test_demo_reads_the_simulated_card(agent: RunningAgent, demo_token: str) -> 
     shot = Path("/tmp/centre-demo.png")
     result = browse("demo", f"{agent.url}/demo/#token={demo_token}", shot)
     assert result["state"] == "connected", result
-    assert result["cardName"] == "NGUYEN VAN MAU", result
-    assert "001090004567" in result["cardFields"]
-    # the simulator's card is signed by a test CSCA the agent does not trust
-    assert "passive: unknown_issuer" in result["verdicts"]
+    assert result["cardName"] == SAMPLE_DG13[2], result
+    assert SIMULATED_ID in result["cardFields"]
+    assert "passive: valid" in result["verdicts"]  # the simulator's test CSCA is trusted in --simulate
     assert "Signed by the agent" in result["attestation"]
     assert result["faceLoaded"] is True
     assert "quality" in result["finger"]
@@ -75,6 +76,7 @@ def test_demo_reads_the_simulated_card(agent: RunningAgent, demo_token: str) -> 
     assert any("idcard" in d for d in result["devices"])
     assert result["events"] >= 5  # the snapshot arrived over the one event stream
     assert shot.stat().st_size > 10_000
+    assert result["console"] == [], result["console"]  # no refused request, no script error
 
 
 def test_page_from_unlisted_origin_is_refused(agent: RunningAgent, other_site: str, demo_token: str) -> None:

@@ -11,20 +11,23 @@ import pytest
 
 from agent.api.attestation import card_data_digest, verify_attestation
 from agent.errors import DataFormatError
+from agent.simulator.emrtd.profiles import SAMPLE_DG13
+from agent.simulator.idcard import SIMULATED_ID, SIMULATED_KEY
 from centre.agent.v1 import idcard_pb2
 from tests.web.conftest import PORTAL, RunningAgent
 
 READ = "/centre.agent.v1.IdCardService/ReadCard"
-MRZ = {"documentNumber": "203004567", "dateOfBirth": "900115", "dateOfExpiry": "300115"}
-SAMPLE_NAME = "NGUYEN VAN MAU"
-SAMPLE_ID = "001090004567"
+MRZ = {"documentNumber": SIMULATED_KEY.document_number, "dateOfBirth": SIMULATED_KEY.date_of_birth,
+       "dateOfExpiry": SIMULATED_KEY.date_of_expiry}
+SAMPLE_NAME = str(SAMPLE_DG13[2])
+SAMPLE_ID = SIMULATED_ID
 
 
 def read_card(agent: RunningAgent, token: str, challenge: bytes | None) -> httpx.Response:
     body: dict[str, object] = {"mrz": MRZ}
     if challenge is not None:
         body["challenge"] = base64.b64encode(challenge).decode()
-    return httpx.post(agent.url + READ, json=body, timeout=60,
+    return httpx.post(agent.url + READ, json=body, timeout=120,
                       headers={"Origin": PORTAL, "Authorization": f"Bearer {token}"})
 
 
@@ -45,6 +48,7 @@ def test_read_with_challenge_is_attested(agent: RunningAgent, portal_token: str)
     # the payload is canonical JSON and carries no personal data itself
     assert msg.attestation.payload == json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     assert SAMPLE_NAME.encode() not in msg.attestation.payload
+    assert json.dumps(SAMPLE_NAME)[1:-1].encode() not in msg.attestation.payload
     assert SAMPLE_ID.encode() not in msg.attestation.payload
     key_file = agent.state_dir / "attestation-key.pem"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -90,7 +94,7 @@ def test_oversized_challenge_rejected(agent: RunningAgent, portal_token: str) ->
 
 def test_audit_names_the_read_and_no_personal_data(agent: RunningAgent, portal_token: str) -> None:
     assert read_card(agent, portal_token, b"audit").status_code == 200
-    r = httpx.post(agent.url + READ, json={"mrz": {**MRZ, "dateOfBirth": "900116"}}, timeout=60,
+    r = httpx.post(agent.url + READ, json={"mrz": {**MRZ, "dateOfBirth": "900116"}}, timeout=120,
                    headers={"Origin": PORTAL, "Authorization": f"Bearer {portal_token}"})
     assert r.json()["code"] == "permission_denied"  # wrong MRZ key
     lines = [json.loads(line) for line in agent.log_text().splitlines() if line.startswith("{")]
@@ -98,6 +102,8 @@ def test_audit_names_the_read_and_no_personal_data(agent: RunningAgent, portal_t
     assert any(rec["outcome"] == "OK" and PORTAL in rec["msg"] for rec in reads)
     assert any(rec["outcome"] == "PERMISSION_DENIED" for rec in reads)
     text = agent.log_text()
-    for secret in (SAMPLE_NAME, SAMPLE_ID, "203004567", "900115", "NGUYEN"):
+    for secret in (SAMPLE_NAME, SAMPLE_ID, SIMULATED_KEY.document_number, SIMULATED_KEY.date_of_birth,
+                   str(SAMPLE_DG13[9]), "THI THU NGHIEM"):
         assert secret not in text
+        assert json.dumps(secret)[1:-1] not in text  # nor its JSON-escaped form
     assert portal_token not in text

@@ -162,7 +162,7 @@ async function start(token?: string): Promise<void> {
     $("pair-form").hidden = true;
     const health = await agent.agent.getHealth({});
     if (health.simulate) {
-      // the simulator's sample card (test data, not a person)
+      // the simulator's made-up citizen (agent/simulator/idcard.py SIMULATED_KEY), not a person
       ($("mrz-doc") as HTMLInputElement).value = "203004567";
       ($("mrz-dob") as HTMLInputElement).value = "900115";
       ($("mrz-exp") as HTMLInputElement).value = "300115";
