@@ -286,3 +286,28 @@ def test_the_agent_survives_garbage(agent: RunningAgent, portal_token: str) -> N
         t.join()
     assert call(agent, token=portal_token).status_code == 200
     assert agent.process.poll() is None
+
+
+def test_grpc_web_server_stream(agent: RunningAgent, portal_token: str) -> None:
+    from centre.agent.v1 import devices_pb2
+
+    request = devices_pb2.WatchEventsRequest(initial_snapshot=True).SerializeToString()
+    headers = {"Origin": PORTAL, "Authorization": f"Bearer {portal_token}",
+               "Content-Type": "application/grpc-web+proto", "X-Grpc-Web": "1"}
+    events = []
+    with httpx.stream("POST", agent.url + WATCH, content=envelope(request), headers=headers, timeout=30) as r:
+        assert r.status_code == 200
+        buffer = b""
+        for chunk in r.iter_raw():
+            buffer += chunk
+            while len(buffer) >= 5:
+                flags, length = struct.unpack(">BI", buffer[:5])
+                if len(buffer) < 5 + length:
+                    break
+                assert flags == 0
+                events.append(devices_pb2.Event.FromString(buffer[5:5 + length]))
+                buffer = buffer[5 + length:]
+            if len(events) >= 5:
+                break
+    assert {e.kind for e in events} == {devices_pb2.EVENT_KIND_DEVICE_ADDED}
+    assert any(e.device_id.startswith("idcard-") and e.device.name for e in events)
