@@ -95,13 +95,17 @@ def stop_agent(agent: RunningAgent) -> None:
         agent.process.stdout.close()
 
 
+#: port of a static web server (started by the browser tests) whose origin the agent lists
+LISTED_SITE_PORT = free_port()
+LISTED_SITE = f"http://127.0.0.1:{LISTED_SITE_PORT}"
+
 AGENT_CONFIG = f"""
 [agent]
 log_level = "debug"
 log_format = "json"
 
 [web]
-allowed_origins = ["{PORTAL}", "{RATE_PORTAL}", "{STREAM_PORTAL}", "{REVOKE_PORTAL}"]
+allowed_origins = ["{PORTAL}", "{RATE_PORTAL}", "{STREAM_PORTAL}", "{REVOKE_PORTAL}", "{LISTED_SITE}"]
 rate_per_second = 5.0
 rate_burst = 20
 max_request_bytes = 1048576

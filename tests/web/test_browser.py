@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,18 +15,26 @@ import pytest
 
 from agent.simulator.emrtd.profiles import SAMPLE_DG13
 from agent.simulator.idcard import SIMULATED_ID
-from tests.web.conftest import ROOT, RunningAgent, free_port
+from tests.web.conftest import LISTED_SITE_PORT, ROOT, RunningAgent, free_port
 
 JS = ROOT / "clients" / "js"
 DEMO = JS / "demo"
 
 
-def browse(scenario: str, url: str, screenshot: Path | None = None) -> dict[str, Any]:
+def browse(scenario: str, url: str, screenshot: Path | None = None, public_port: int = 0,
+           grant: str = "") -> dict[str, Any]:
+    """Run the node driver; ``public_port`` makes Chromium treat 127.0.0.1:PORT as a public site
+    (so Local Network Access applies to its calls to the agent), ``grant`` grants permissions."""
     node = shutil.which("node")
     assert node is not None, "node is required (scripts/apt/web.txt)"
     assert (JS / "node_modules" / "playwright-core").is_dir(), "run clients/js/install.sh first"
     cmd = [node, str(JS / "tests" / "browser.mjs"), scenario, url, *([str(screenshot)] if screenshot else [])]
-    out = subprocess.run(cmd, cwd=JS, capture_output=True, text=True, timeout=180)
+    env = dict(os.environ)
+    if public_port:
+        env["CHROMIUM_EXTRA_FLAGS"] = f"--ip-address-space-overrides=127.0.0.1:{public_port}=public"
+    if grant:
+        env["CHROMIUM_GRANT"] = grant
+    out = subprocess.run(cmd, cwd=JS, capture_output=True, text=True, timeout=180, env=env)
     assert out.returncode == 0, out.stderr
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     assert "error" not in result, result
@@ -38,10 +47,7 @@ def demo_token(agent: RunningAgent) -> str:
     return agent.pair(agent.url)
 
 
-@pytest.fixture(scope="module")
-def other_site() -> Iterator[str]:
-    """The same demo from a static server on another port: an origin the agent does not list."""
-    port = free_port()
+def static_site(port: int) -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
                              "--directory", str(DEMO)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -59,6 +65,44 @@ def other_site() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def other_site() -> Iterator[str]:
+    """The demo from a static server on another port: an origin the agent does not list."""
+    yield from static_site(free_port())
+
+
+@pytest.fixture(scope="module")
+def listed_site(agent: RunningAgent) -> Iterator[str]:
+    """The demo from a static server whose origin the agent lists (a portal on another origin)."""
+    yield from static_site(LISTED_SITE_PORT)
+
+
+def test_listed_cross_origin_portal_passes_cors(agent: RunningAgent, listed_site: str) -> None:
+    token = agent.pair(listed_site)
+    result = browse("demo", f"{listed_site}/index.html?agent={agent.url}#token={token}")
+    assert result["state"] == "connected", result
+    assert result["cardName"] == SAMPLE_DG13[2]
+    assert result["print"] == "completed"
+    assert result["console"] == []
+
+
+def test_local_network_access_denied_is_told_apart(agent: RunningAgent, listed_site: str) -> None:
+    # the portal is listed and paired; only the browser's Local Network Access check blocks it
+    token = agent.pair(listed_site)
+    result = browse("status", f"{listed_site}/index.html?agent={agent.url}#token={token}",
+                    public_port=LISTED_SITE_PORT)
+    assert result["state"] == "blocked"
+    assert result["reason"] == "local-network-access-denied", result
+
+
+def test_local_network_access_granted_public_portal_connects(agent: RunningAgent, listed_site: str) -> None:
+    # a public portal with the permission granted: the agent's preflight answer satisfies Chromium
+    token = agent.pair(listed_site)
+    result = browse("status", f"{listed_site}/index.html?agent={agent.url}#token={token}",
+                    public_port=LISTED_SITE_PORT, grant="local-network-access")
+    assert result["state"] == "connected", result
 
 
 def test_demo_reads_the_simulated_card(agent: RunningAgent, demo_token: str) -> None:

@@ -12,6 +12,8 @@ const [scenario, url, screenshot] = process.argv.slice(2);
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+// extra flags, e.g. --ip-address-space-overrides=127.0.0.1:PORT=public to make a test site "public"
+FLAGS.push(...(process.env.CHROMIUM_EXTRA_FLAGS ?? "").split(" ").filter(Boolean));
 const TIMEOUT = 60000;
 
 const profile = mkdtempSync(join(tmpdir(), "centre-chromium-"));
@@ -20,6 +22,9 @@ const result = { console: [] };
 try {
   const page = context.pages()[0] ?? await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
+  if (process.env.CHROMIUM_GRANT) {
+    await context.grantPermissions(process.env.CHROMIUM_GRANT.split(","));
+  }
   page.on("console", (msg) => { if (msg.type() === "error") result.console.push(msg.text()); });
   await page.goto(url);
   await page.waitForSelector("#status:not([data-state='connecting'])");
