@@ -173,6 +173,8 @@ class GuardedApp:
         self.inner = inner
         self.policy = policy
         self._streams: dict[str, int] = {}
+        self._refusal_log = TokenBuckets(rate=1.0, burst=20)  # audit lines per (outcome, origin)
+        self.refusals_unlogged = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -191,8 +193,12 @@ class GuardedApp:
         raw_origin = headers.get("origin", "")
 
         def deny(outcome: str, origin: str = raw_origin) -> None:
-            audit.record(operation=path[:120], client_id="", origin=origin, transport="connect",
-                         outcome=outcome, peer=peer)
+            # any web page can make the browser send refused requests: bound their audit lines
+            if self._refusal_log.take(f"{outcome} {origin[:200]}") == 0:
+                audit.record(operation=path[:120], client_id="", origin=origin, transport="connect",
+                             outcome=outcome, peer=peer)
+            else:
+                self.refusals_unlogged += 1
 
         if not is_loopback_host(headers.get("host", "")):
             deny("HOST_REFUSED")
@@ -218,6 +224,13 @@ class GuardedApp:
         if method not in ("POST", "GET"):
             await _plain(send, 405, "method not allowed\n", _cors(origin))
             return
+        # before the token check, so a page cannot guess tokens at full speed either
+        wait = self.policy.buckets.take(origin)
+        if wait > 0:
+            deny("RESOURCE_EXHAUSTED", origin)
+            await refuse(send, content_type, "resource_exhausted", "RATE_LIMITED", "too many requests",
+                         origin, [(b"retry-after", str(max(1, round(wait))).encode())])
+            return
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             deny("UNAUTHENTICATED", origin)
@@ -228,12 +241,6 @@ class GuardedApp:
             deny("UNAUTHENTICATED", origin)
             await refuse(send, content_type, "unauthenticated", "PAIRING_INVALID",
                          "pairing token not valid for this origin (wrong or revoked)", origin)
-            return
-        wait = self.policy.buckets.take(origin)
-        if wait > 0:
-            deny("RESOURCE_EXHAUSTED", origin)
-            await refuse(send, content_type, "resource_exhausted", "RATE_LIMITED", "too many requests",
-                         origin, [(b"retry-after", str(max(1, round(wait))).encode())])
             return
         length = headers.get("content-length", "")
         if length and (not length.isdigit() or int(length) > self.policy.max_request_bytes):

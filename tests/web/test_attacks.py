@@ -311,3 +311,12 @@ def test_grpc_web_server_stream(agent: RunningAgent, portal_token: str) -> None:
                 break
     assert {e.kind for e in events} == {devices_pb2.EVENT_KIND_DEVICE_ADDED}
     assert any(e.device_id.startswith("idcard-") and e.device.name for e in events)
+
+
+def test_refusal_flood_does_not_flood_the_audit_log(agent: RunningAgent) -> None:
+    origin = "https://flood.example"
+    with httpx.Client(timeout=30) as client:
+        for _ in range(200):
+            client.post(agent.url + VERSION, content=b"{}", headers={"Origin": origin})
+    lines = [line for line in agent.log_text().splitlines() if "flood.example" in line]
+    assert 1 <= len(lines) <= 60
