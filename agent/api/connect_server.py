@@ -31,11 +31,11 @@ from google.protobuf.message import Message
 
 from agent.api import audit, status
 from agent.api.call import CLIENT_ID_KEY, CallInfo, client_id_from
-from agent.api.grpc_server import ServiceCore
+from agent.api.grpc_server import ServiceCore, request_limit
 from agent.api.pairing import PairingStore
 from agent.api.web_security import GuardedApp, TokenBuckets, WebPolicy
 from agent.config import WebSection, check_loopback_address
-from agent.errors import AgentError, ConfigError
+from agent.errors import AgentError, ConfigError, InvalidRequestError
 from agent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
@@ -88,13 +88,21 @@ def call_info(ctx: RequestContext[Any, Any]) -> CallInfo:
                     peer=ctx.client_address or "", origin=origin)
 
 
-def _unary(name: str, impl: Callable[[Any, CallInfo], Awaitable[Any]], metrics: AgentMetrics
+def _check_size(request: Message, limit: int) -> None:
+    """The same per-method limits as the native server (only print jobs and identify calls are large)."""
+    size = request.ByteSize()
+    if size > limit:
+        raise InvalidRequestError(f"request of {size} bytes exceeds the {limit}-byte limit for this call")
+
+
+def _unary(name: str, impl: Callable[[Any, CallInfo], Awaitable[Any]], limit: int, metrics: AgentMetrics
            ) -> Callable[[Any, RequestContext[Any, Any]], Awaitable[Any]]:
     async def endpoint(request: Any, ctx: RequestContext[Any, Any]) -> Any:
         started = time.perf_counter()
         outcome = "OK"
         call: CallInfo | None = None
         try:
+            _check_size(request, limit)
             call = call_info(ctx)
             return await impl(request, call)
         except AgentError as exc:
@@ -114,13 +122,14 @@ def _unary(name: str, impl: Callable[[Any, CallInfo], Awaitable[Any]], metrics: 
     return endpoint
 
 
-def _streaming(name: str, impl: Callable[[Any, CallInfo], AsyncIterator[Any]], metrics: AgentMetrics
+def _streaming(name: str, impl: Callable[[Any, CallInfo], AsyncIterator[Any]], limit: int, metrics: AgentMetrics
                ) -> Callable[[Any, RequestContext[Any, Any]], AsyncIterator[Any]]:
     async def endpoint(request: Any, ctx: RequestContext[Any, Any]) -> AsyncIterator[Any]:
         started = time.perf_counter()
         outcome = "OK"
         call: CallInfo | None = None
         try:
+            _check_size(request, limit)
             call = call_info(ctx)
             async with contextlib.aclosing(impl(request, call)) as stream:  # type: ignore[type-var]
                 async for item in stream:
@@ -144,7 +153,8 @@ def _streaming(name: str, impl: Callable[[Any, CallInfo], AsyncIterator[Any]], m
     return endpoint
 
 
-def endpoints_for(cores: Sequence[ServiceCore], metrics: AgentMetrics) -> dict[str, AnyEndpoint]:
+def endpoints_for(cores: Sequence[ServiceCore], metrics: AgentMetrics,
+                  max_request_bytes: int = 64 << 20) -> dict[str, AnyEndpoint]:
     """``/package.Service/Method`` -> endpoint, for every unary and server-streaming RPC the cores implement."""
     table: dict[str, AnyEndpoint] = {}
     for core in cores:
@@ -160,10 +170,12 @@ def endpoints_for(cores: Sequence[ServiceCore], metrics: AgentMetrics) -> dict[s
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.SERVER_STREAM if method.server_streaming else StreamType.UNARY)
             path = f"/{service.full_name}/{method.name}"
+            limit = request_limit(method, max_request_bytes)
             if method.server_streaming:
-                table[path] = Endpoint.server_stream(method=info, function=_streaming(method.name, impl, metrics))
+                table[path] = Endpoint.server_stream(method=info,
+                                                     function=_streaming(method.name, impl, limit, metrics))
             else:
-                table[path] = Endpoint.unary(method=info, function=_unary(method.name, impl, metrics))
+                table[path] = Endpoint.unary(method=info, function=_unary(method.name, impl, limit, metrics))
     return table
 
 
@@ -195,7 +207,8 @@ class ConnectServer:
             allowed_origins=frozenset(web.allowed_origins), pairings=PairingStore(state_dir),
             buckets=TokenBuckets(web.rate_per_second, web.rate_burst), max_request_bytes=web.max_request_bytes,
             max_streams_per_client=web.max_streams_per_client, demo_dir=demo_dir)
-        self.app = GuardedApp(AgentConnectApp(endpoints_for(cores, metrics), web.max_request_bytes), self.policy)
+        self.app = GuardedApp(AgentConnectApp(endpoints_for(cores, metrics, web.max_request_bytes),
+                                              web.max_request_bytes), self.policy)
         self._server: uvicorn.Server | None = None
         self._sock: socket.socket | None = None
         self.address = ""

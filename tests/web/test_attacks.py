@@ -320,3 +320,4 @@ def test_refusal_flood_does_not_flood_the_audit_log(agent: RunningAgent) -> None
             client.post(agent.url + VERSION, content=b"{}", headers={"Origin": origin})
     lines = [line for line in agent.log_text().splitlines() if "flood.example" in line]
     assert 1 <= len(lines) <= 60
+

@@ -118,3 +118,47 @@ def test_unwritable_state_dir_fails_only_the_attested_read(tmp_path: Path) -> No
     attestor = Attestor(blocker / "state")  # constructing never fails
     with pytest.raises(ConfigError):
         attestor.attest(idcard_pb2.ReadCardResponse(), "https://portal.example.gov.vn", b"n")
+
+
+async def test_connect_endpoints_apply_the_native_per_method_size_limits() -> None:
+    from connectrpc.code import Code
+    from connectrpc.errors import ConnectError
+    from connectrpc.request import Headers, RequestContext
+
+    from agent.api.call import CallInfo
+    from agent.api.connect_server import endpoints_for
+    from agent.metrics import AgentMetrics
+    from centre.agent.v1 import common_pb2, devices_pb2, printer_pb2
+
+    class Cores:
+        descriptor = devices_pb2.DESCRIPTOR.services_by_name["DeviceService"]
+
+        async def ListDevices(self, request: object, call: CallInfo) -> devices_pb2.ListDevicesResponse:
+            assert call.origin == "https://portal.example.gov.vn"
+            assert call.client_id == "web:https://portal.example.gov.vn#tab-1"
+            return devices_pb2.ListDevicesResponse()
+
+    class Printers:
+        descriptor = printer_pb2.DESCRIPTOR.services_by_name["PrinterService"]
+
+        async def Print(self, request: printer_pb2.PrintRequest, call: CallInfo) -> printer_pb2.PrintJob:
+            return printer_pb2.PrintJob(job_id="j1")
+
+    table = endpoints_for([Cores(), Printers()], AgentMetrics(), max_request_bytes=8 << 20)
+    assert "/centre.agent.v1.DeviceService/WatchEvents" not in table  # not implemented by this core
+    headers = Headers({"origin": "https://portal.example.gov.vn", "centre-client-id": "tab-1"})
+
+    def ctx(path: str) -> RequestContext[object, object]:
+        return RequestContext(method=table[path].method, http_method="POST", request_headers=headers)
+
+    listing = "/centre.agent.v1.DeviceService/ListDevices"
+    small = devices_pb2.ListDevicesRequest(families=[common_pb2.DEVICE_FAMILY_IDCARD] * 10)
+    assert await table[listing].function(small, ctx(listing)) == devices_pb2.ListDevicesResponse()  # type: ignore[misc]
+    # over 1 MiB: no listing request is that big
+    big = devices_pb2.ListDevicesRequest(families=[common_pb2.DEVICE_FAMILY_IDCARD] * 1_100_000)
+    with pytest.raises(ConnectError) as err:
+        await table[listing].function(big, ctx(listing))  # type: ignore[misc]
+    assert err.value.code == Code.INVALID_ARGUMENT
+    printing = "/centre.agent.v1.PrinterService/Print"
+    job = printer_pb2.PrintRequest(document=b"%PDF" + b"x" * (2 << 20))  # print jobs may be large
+    assert (await table[printing].function(job, ctx(printing))).job_id == "j1"  # type: ignore[misc]
