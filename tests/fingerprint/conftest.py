@@ -42,7 +42,8 @@ class FingerPeer:
         self.prints = prints
 
     async def send(self, line: str) -> str:
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
         self.process.stdin.write(line.encode() + b"\n")
         await self.process.stdin.drain()
         reply = (await self.process.stdout.readline()).decode().strip()
@@ -120,10 +121,10 @@ def finger_needed(event: EmittedEvent) -> bool:
 
 
 async def press_when_needed(context: RecordingDriverContext, finger: FingerPeer, *presses: str) -> None:
-    """Press each print (or peer command, when it contains a space) as the sensor asks for a finger."""
+    """Press each print (or send a peer command, written in capitals) as the sensor asks for a finger."""
     for press in presses:
         await context.next_event(finger_needed)
-        if " " in press:
+        if press.split()[0].isupper():
             await finger.send(press)
         else:
             await finger.press(press)

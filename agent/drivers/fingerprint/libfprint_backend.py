@@ -22,7 +22,6 @@ Backend options (``[drivers.libfprint]``):
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import os
 from collections.abc import Callable, Sequence
@@ -372,30 +371,35 @@ class LibfprintSensor(FingerprintSensor):
         if timeout <= 0:
             raise InvalidRequestError("timeout must be positive")
         cancellable = Gio.Cancellable()
-        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+        settled = asyncio.Event()
 
-        def finish(result: Any, error: BaseException | None) -> None:
-            if done.done():
+        def resolve(result: Any, error: BaseException | None) -> None:  # on the asyncio loop
+            settled.set()
+            if waiter.done():  # cancelled or timed out: the outcome is dropped
                 return
             if error is not None:
-                done.set_exception(error)
+                waiter.set_exception(error)
             else:
-                done.set_result(result)
+                waiter.set_result(result)
+
+        def finish(result: Any, error: BaseException | None) -> None:  # on the GLib thread
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(resolve, result, error)
 
         if exclusive:
             self._busy = True
         try:
             self._glib.call_soon(lambda: begin(cancellable, finish))
             async with asyncio.timeout(timeout):
-                return await asyncio.shield(asyncio.wrap_future(done))
+                return await waiter
         except TimeoutError:
-            cancellable.cancel()
-            await self._settle(done)
+            await self._cancel_and_settle(cancellable, settled)
             raise OperationTimeoutError(f"fingerprint {name} on {device_id}: no finger in time",
                                         device_id=device_id) from None
         except asyncio.CancelledError:
-            cancellable.cancel()
-            await self._settle(done)
+            await self._cancel_and_settle(cancellable, settled)
             raise
         except GLib.Error as exc:
             removed = bool(self._fpdev.get_property("removed"))
@@ -409,10 +413,12 @@ class LibfprintSensor(FingerprintSensor):
             if exclusive:
                 self._busy = False
 
-    @staticmethod
-    async def _settle(done: concurrent.futures.Future[Any]) -> None:
-        with contextlib.suppress(GLib.Error, TimeoutError):
-            await asyncio.wait_for(asyncio.wrap_future(done), SETTLE_SECONDS)
+    async def _cancel_and_settle(self, cancellable: Any, settled: asyncio.Event) -> None:
+        """Cancel the libfprint call and wait until it has completed, so the device is idle."""
+        # cancel() runs libfprint's handlers synchronously: it must run on the GLib thread
+        self._glib.call_soon(cancellable.cancel)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(settled.wait(), SETTLE_SECONDS)
 
     def _on_finger_status(self, fpdev: Any, _pspec: Any) -> None:
         # GLib thread: hand the event over to the asyncio loop
