@@ -13,6 +13,13 @@ from agent.drivers.base import DeviceBackend
 from agent.errors import ConfigError
 
 BACKENDS: dict[str, str] = {
+    # fingerprint sensors
+    "libfprint": "agent.drivers.fingerprint.libfprint_backend:LibfprintBackend",
+    "zfm": "agent.drivers.fingerprint.zfm_backend:ZfmBackend",
+    "vendor-sdk": "agent.drivers.fingerprint.vendor_sdk:VendorSdkBackend",
+    # barcode / QR scanners
+    "evdev": "agent.drivers.barcode.evdev_backend:EvdevBarcodeBackend",
+    "serial-barcode": "agent.drivers.barcode.serial_backend:SerialBarcodeBackend",
     # simulated devices (``centre-agent run --simulate``)
     "sim-idcard": "agent.simulator.idcard:SimulatedIdCardBackend",
     "sim-fingerprint": "agent.simulator.fingerprint:SimulatedFingerprintBackend",
