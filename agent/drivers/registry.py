@@ -13,6 +13,8 @@ from agent.drivers.base import DeviceBackend
 from agent.errors import ConfigError
 
 BACKENDS: dict[str, str] = {
+    # chip ID-card readers
+    "pcsc": "agent.drivers.idcard.reader:PcscBackend",
     # fingerprint sensors
     "libfprint": "agent.drivers.fingerprint.libfprint_backend:LibfprintBackend",
     "zfm": "agent.drivers.fingerprint.zfm_backend:ZfmBackend",
