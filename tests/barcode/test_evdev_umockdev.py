@@ -98,8 +98,8 @@ def test_scans_reach_the_agent_from_a_grabbed_device(tmp_path: Path) -> None:
     assert report["grabbed"] == [True]
     assert report["grabbed_after_stop"] == [False]
     assert report["scans"] == [
-        {"text": "8934567890123", "format": "text"},
-        {"text": CCCD, "format": "cccd_qr"},
-        {"text": "TAIL-42", "format": "text"},  # no suffix: ended by the pause
+        {"text": "8934567890123", "cccd_qr": "false"},
+        {"text": CCCD, "cccd_qr": "true"},
+        {"text": "TAIL-42", "cccd_qr": "false"},  # no suffix: ended by the pause
     ]
     assert report["counted"] == [3]

@@ -69,11 +69,11 @@ async def test_cr_lf_terminated_scans_and_cccd_recognised(
     await peer.send("SCAN 8934567890123")
     first = await context.next_event(scanned)
     assert first.payload == b"8934567890123"
-    assert first.attributes["format"] == "text"
+    assert first.attributes["cccd_qr"] == "false"
     await peer.send("LF " + CCCD)
     second = await context.next_event(scanned)
     assert second.payload.decode() == CCCD
-    assert second.attributes["format"] == "cccd_qr"
+    assert second.attributes["cccd_qr"] == "true"
     assert device.scans_seen() == 2
     assert "8934567890123" not in caplog.text
     assert "272727272" not in caplog.text

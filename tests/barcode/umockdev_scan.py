@@ -30,7 +30,7 @@ async def run(expected: int) -> dict[str, object]:
         async with asyncio.timeout(20):
             while len(scans) < expected:
                 event = await context.next_event(lambda e: e.kind is EventKind.BARCODE_SCANNED)
-                scans.append({"text": event.payload.decode(), "format": event.attributes["format"]})
+                scans.append({"text": event.payload.decode(), "cccd_qr": event.attributes["cccd_qr"]})
     except TimeoutError:
         pass
     scanners = backend.scanners

@@ -47,10 +47,12 @@ KEYMAPS: Mapping[str, Mapping[int, tuple[str, str]]] = {"us": US_KEYMAP}
 class KeyEvent(Protocol):
     """What the decoder reads of an ``evdev.InputEvent``."""
 
-    type: int
-    code: int
-    value: int
-
+    @property
+    def type(self) -> int: ...
+    @property
+    def code(self) -> int: ...
+    @property
+    def value(self) -> int: ...
     def timestamp(self) -> float: ...
 
 

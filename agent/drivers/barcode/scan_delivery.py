@@ -49,6 +49,7 @@ class DeliveringScanner(BarcodeScanner):
 
     def _deliver(self, text: str) -> None:
         self._counters["scans"] += 1
-        kind = "cccd_qr" if parse_cccd_qr(text) is not None else "text"
+        cccd = "true" if parse_cccd_qr(text) is not None else "false"
         self._ctx.emit(self, EventKind.BARCODE_SCANNED,
-                       {"format": kind, "received_at": f"{time.time():.3f}"}, text.encode("utf-8"))
+                       {"symbology": "", "cccd_qr": cccd, "received_at": f"{time.time():.3f}"},
+                       text.encode("utf-8"))

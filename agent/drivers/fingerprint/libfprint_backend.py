@@ -425,7 +425,11 @@ class LibfprintSensor(FingerprintSensor):
         status = finger_status_name(int(fpdev.get_finger_status()))
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._ctx.emit, self, EventKind.FINGER_STATUS, {"status": status})
+            loop.call_soon_threadsafe(self.finger_status_changed, status)
+
+    def finger_status_changed(self, status: str) -> None:
+        """On the asyncio loop: the sensor now wants a finger (``needed``), has one, or neither."""
+        self._ctx.emit(self, EventKind.FINGER_STATUS, {"status": status})
 
     def _set_state(self, state: DeviceState, last_error: str) -> None:
         if state is self._state and last_error == self._last_error:
@@ -503,9 +507,13 @@ class LibfprintBackend(DeviceBackend):
             name=str(fpdev.get_name()), vendor="libfprint", model=str(fpdev.get_driver()),
             connection="simulated" if virtual else "usb", address=key,
         )
-        sensor = LibfprintSensor(descriptor, self._ctx, glib, fpdev)
+        sensor = self.make_sensor(descriptor, glib, fpdev)
         self._sensors[key] = sensor
         self._ctx.device_found(sensor)
+
+    def make_sensor(self, descriptor: DeviceDescriptor, glib: GLibThread, fpdev: Any) -> LibfprintSensor:
+        """The device object for one FpDevice (the simulator substitutes its own)."""
+        return LibfprintSensor(descriptor, self._ctx, glib, fpdev)
 
     def _remove(self, fpdev: Any) -> None:
         key = stable_key(fpdev)
