@@ -34,7 +34,7 @@ from agent.domain.fingerprint import (
 from agent.drivers.base import BackendOptions, DriverContext
 from agent.drivers.fingerprint.glib_thread import GLibThread
 from agent.drivers.fingerprint.libfprint_backend import LibfprintBackend, LibfprintSensor
-from agent.errors import ConfigError
+from agent.errors import ConfigError, DeviceUnavailableError
 from agent.simulator.virtual_image import VirtualImageFinger, print_frame
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,8 +115,11 @@ class SimulatedFingerprintBackend(LibfprintBackend):
             self._frames = {}
         if not {self._enroll_print, self._match_print} <= self._frames.keys():
             shutil.rmtree(self._socket_dir, ignore_errors=True)
-            raise ConfigError(f"sim-fingerprint: sample prints not found in {folder} "
-                              "(set prints_dir or CENTRE_FINGERPRINT_PRINTS)")
+            message = (f"sim-fingerprint: sample prints not found in {folder} "
+                       "(set prints_dir or CENTRE_FINGERPRINT_PRINTS)")
+            if options.get("prints_dir"):
+                raise ConfigError(message)
+            raise DeviceUnavailableError(message)  # this backend fails alone; the agent runs on
         self._socket = str(self._socket_dir / "virtual-image.sock")
         super().__init__(ctx, {"virtual_image_socket": self._socket, "drivers": ["virtual_image"]})
 
