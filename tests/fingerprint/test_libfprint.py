@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from agent.domain.device import DeviceState
+from agent.domain.device import DeviceFamily, DeviceState
 from agent.domain.events import EventKind
 from agent.domain.fingerprint import EnrollProgress, FingerprintTemplate, TemplateFormat
 from agent.drivers.fingerprint.libfprint_backend import LibfprintSensor
@@ -97,6 +97,10 @@ async def test_sensor_unplugged_mid_enrolment_is_device_gone(
     await feeding
     assert [p.stage for p in progress] == [1, 2]
     assert image_sensor.health().state is DeviceState.GONE
+    async with asyncio.timeout(10):
+        while not context.lost:
+            await asyncio.sleep(0.01)
+    assert context.lost == [(DeviceFamily.FINGERPRINT, "libfprint", "virtual_image/0", "removed")]
     with pytest.raises(DeviceGoneError):
         await image_sensor.capture(timeout=5)
 

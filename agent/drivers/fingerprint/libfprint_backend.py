@@ -360,9 +360,9 @@ class LibfprintSensor(FingerprintSensor):
         for libfprint to acknowledge before returning.
         """
         device_id = self.descriptor.stable_key
-        if self._state is DeviceState.GONE:
-            raise DeviceGoneError(f"fingerprint sensor {device_id} is gone", device_id=device_id)
         if exclusive:
+            if self._state is DeviceState.GONE:
+                raise DeviceGoneError(f"fingerprint sensor {device_id} is gone", device_id=device_id)
             if self._state is not DeviceState.READY:
                 raise DeviceStateError(f"fingerprint sensor {device_id} is not open", reason="NOT_OPEN",
                                        device_id=device_id)
@@ -457,7 +457,9 @@ class LibfprintBackend(DeviceBackend):
         self._glib: GLibThread | None = None
         self._fpctx: Any = None
         self._sensors: dict[str, LibfprintSensor] = {}
+        self._removed: list[LibfprintSensor] = []  # closed at stop: libfprint wants open devices closed
         self._handlers: list[int] = []
+        self._device_handlers: list[tuple[Any, int]] = []
         drivers = options.get("drivers")
         self._drivers: frozenset[str] | None = frozenset(str(d) for d in drivers) if drivers else None
 
@@ -509,6 +511,10 @@ class LibfprintBackend(DeviceBackend):
         )
         sensor = self.make_sensor(descriptor, glib, fpdev)
         self._sensors[key] = sensor
+        # FpContext reports udev unplugs; FpDevice::removed covers every driver (virtual ones too)
+        loop = asyncio.get_running_loop()
+        self._device_handlers.append(
+            (fpdev, fpdev.connect("removed", lambda d: loop.call_soon_threadsafe(self._remove, d))))
         self._ctx.device_found(sensor)
 
     def make_sensor(self, descriptor: DeviceDescriptor, glib: GLibThread, fpdev: Any) -> LibfprintSensor:
@@ -521,6 +527,7 @@ class LibfprintBackend(DeviceBackend):
         if sensor is None:
             return
         sensor.mark_removed()
+        self._removed.append(sensor)
         self._ctx.logger.info("libfprint: sensor %s removed", key)
         self._ctx.device_lost(DeviceFamily.FINGERPRINT, self.name, key, "removed")
 
@@ -528,14 +535,19 @@ class LibfprintBackend(DeviceBackend):
         glib = self._glib
         if glib is None:
             return
-        for sensor in list(self._sensors.values()):
+        for sensor in [*self._sensors.values(), *self._removed]:
             await sensor.close()
         self._sensors.clear()
+        self._removed.clear()
         fpctx, handlers = self._fpctx, self._handlers
+
+        device_handlers, self._device_handlers = self._device_handlers, []
 
         def drop() -> None:
             for handler in handlers:
                 fpctx.disconnect(handler)
+            for fpdev, handler in device_handlers:
+                fpdev.disconnect(handler)
 
         if fpctx is not None:
             await glib.run(drop)
