@@ -1,88 +1,48 @@
-"""A DriverContext for driver tests that records what a backend reports."""
+"""The shared :class:`~tests.support.context.RecordingContext`, plus what the fingerprint and
+barcode tests need on top: devices in the order found, and awaiting the next matching event."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
 
-from agent.domain.device import DeviceFamily
 from agent.domain.events import EventKind
-from agent.drivers.base import Device, DriverContext
-from agent.errors import NotSupportedError
+from agent.drivers.base import Device
+from tests.support.context import Emitted, RecordingContext
 
-if TYPE_CHECKING:
-    from zeroconf.asyncio import AsyncZeroconf
-
-T = TypeVar("T")
+EmittedEvent = Emitted
 
 
 @dataclass
-class EmittedEvent:
-    device: Device
-    kind: EventKind
-    attributes: Mapping[str, str]
-    payload: bytes
-
-
-@dataclass
-class RecordingDriverContext(DriverContext):
-    """Records devices found/lost, health changes and emitted events."""
-
-    directory: Path
-    simulated: bool = False
+class RecordingDriverContext(RecordingContext):
     found: list[Device] = field(default_factory=list)
-    lost: list[tuple[DeviceFamily, str, str, str]] = field(default_factory=list)
-    health_changes: list[Device] = field(default_factory=list)
-    events: list[EmittedEvent] = field(default_factory=list)
-    _queue: asyncio.Queue[EmittedEvent] | None = None
+    _queue: asyncio.Queue[Emitted] | None = None
 
-    @property
-    def state_dir(self) -> Path:
-        return self.directory
-
-    @property
-    def simulate(self) -> bool:
-        return self.simulated
-
-    @property
-    def logger(self) -> logging.Logger:
-        return logging.getLogger("agent.drivers.test")
+    def __init__(self, directory: Path, simulated: bool = False) -> None:
+        super().__init__(state_path=directory, simulated=simulated)
+        self.found = []
+        self._queue = None
 
     def device_found(self, device: Device) -> None:
         self.found.append(device)
-
-    def device_lost(self, family: DeviceFamily, backend: str, stable_key: str, reason: str = "") -> None:
-        self.lost.append((family, backend, stable_key, reason))
-
-    def health_changed(self, device: Device) -> None:
-        self.health_changes.append(device)
+        super().device_found(device)
 
     def emit(self, device: Device, kind: EventKind, attributes: Mapping[str, str] | None = None,
              payload: bytes = b"") -> None:
-        event = EmittedEvent(device, kind, dict(attributes or {}), payload)
-        self.events.append(event)
-        self.queue().put_nowait(event)
+        super().emit(device, kind, attributes, payload)
+        self.queue().put_nowait(self.events[-1])
 
-    def queue(self) -> asyncio.Queue[EmittedEvent]:
+    def queue(self) -> asyncio.Queue[Emitted]:
         if self._queue is None:
             self._queue = asyncio.Queue()
         return self._queue
 
-    async def next_event(self, predicate: Callable[[EmittedEvent], bool], timeout: float = 30.0
-                         ) -> EmittedEvent:
+    async def next_event(self, predicate: Callable[[Emitted], bool], timeout: float = 30.0) -> Emitted:
         """Wait for the next emitted event matching ``predicate`` (earlier ones are dropped)."""
         async with asyncio.timeout(timeout):
             while True:
                 event = await self.queue().get()
                 if predicate(event):
                     return event
-
-    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
-
-    async def zeroconf(self) -> AsyncZeroconf:
-        raise NotSupportedError("no zeroconf in driver tests")
