@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from evdev import InputEvent, ecodes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.drivers.barcode.cccd_qr import parse_cccd_qr
 from agent.drivers.barcode.keyboard_wedge import KeyboardWedgeDecoder, WedgeSettings
@@ -75,3 +77,19 @@ def test_not_cccd_payloads() -> None:
     assert with_extra is not None
     assert with_extra.old_id_number == ""
     assert with_extra.extra == ("extra",)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([ecodes.EV_KEY, ecodes.EV_SYN, ecodes.EV_MSC]),
+                          st.integers(0, 255), st.integers(0, 2), st.floats(0, 0.5)), max_size=300))
+def test_any_event_stream_decodes_without_error_and_stays_bounded(
+        stream: list[tuple[int, int, int, float]]) -> None:
+    decoder = KeyboardWedgeDecoder(WedgeSettings(max_length=32, gap=0.2))
+    when = 0.0
+    for kind, code, value, step in stream:
+        when += step
+        sec = int(when)
+        for scan in decoder.feed(InputEvent(sec, int((when - sec) * 1e6), kind, code, value)):
+            assert 0 < len(scan) <= 32 + 1
+    for scan in decoder.flush():
+        assert len(scan) <= 32 + 1

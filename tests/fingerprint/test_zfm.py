@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import serial
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.domain.device import DeviceState
 from agent.domain.fingerprint import EnrollProgress, FingerprintTemplate, TemplateFormat
@@ -17,6 +19,7 @@ from agent.drivers.fingerprint.zfm_backend import ZfmBackend, ZfmSensor
 from agent.errors import (
     AccessDeniedError,
     DataFormatError,
+    DeviceGoneError,
     DeviceProtocolError,
     DeviceUnavailableError,
     TransientDeviceError,
@@ -68,8 +71,13 @@ async def open_sensor(context: RecordingDriverContext, port: str, **options: obj
 
 
 @pytest.fixture
-async def sensor(module: FakeModule, tmp_path: Path) -> AsyncIterator[ZfmSensor]:
-    backend, opened = await open_sensor(RecordingDriverContext(tmp_path), module.port)
+def context(tmp_path: Path) -> RecordingDriverContext:
+    return RecordingDriverContext(tmp_path)
+
+
+@pytest.fixture
+async def sensor(module: FakeModule, context: RecordingDriverContext) -> AsyncIterator[ZfmSensor]:
+    backend, opened = await open_sensor(context, module.port)
     yield opened
     await backend.stop()
 
@@ -197,3 +205,59 @@ def test_link_search_and_framing(module: FakeModule) -> None:
 def test_packet_encoding_matches_the_datasheet_example() -> None:
     # GenImg as printed in R307/AS608 datasheets
     assert zfm.encode_packet(zfm.PID_COMMAND, b"\x01").hex() == "ef01ffffffff010003010005"
+
+
+async def test_cancel_while_waiting_for_a_finger_leaves_the_module_usable(
+        sensor: ZfmSensor, module: FakeModule) -> None:
+    template, _ = await enroll(sensor, module, "middle")
+    waiting = asyncio.create_task(sensor.verify(template, timeout=30))
+    await asyncio.sleep(0.1)  # a few GenImg polls find no finger
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert await verify(sensor, module, "middle", template)
+
+
+async def test_module_vanishing_is_device_gone(sensor: ZfmSensor, module: FakeModule,
+                                               context: RecordingDriverContext) -> None:
+    template, _ = await enroll(sensor, module, "index")
+    module.process.kill()
+    await module.process.wait()
+    with pytest.raises(DeviceGoneError):
+        await sensor.verify(template, timeout=5)
+    assert sensor.health().state is DeviceState.GONE
+    assert [lost[2] for lost in context.lost] == [module.port]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64))
+def test_any_bytes_from_the_module_are_a_protocol_error_or_a_packet(noise: bytes) -> None:
+    port = ScriptedPort(noise)
+    link = zfm.ZfmLink(port)
+    try:
+        packet = link.receive()
+    except (DeviceProtocolError, DeviceUnavailableError):
+        return
+    assert zfm.encode_packet(packet.pid, packet.body) == noise[:len(zfm.encode_packet(packet.pid, packet.body))]
+
+
+@given(st.sampled_from([zfm.PID_DATA, zfm.PID_ACK, zfm.PID_END]), st.binary(max_size=256))
+def test_framing_round_trip(pid: int, body: bytes) -> None:
+    assert zfm.ZfmLink(ScriptedPort(zfm.encode_packet(pid, body))).receive() == zfm.Packet(pid, body)
+
+
+class ScriptedPort:
+    """A serial port that answers with fixed bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def write(self, data: bytes, /) -> int:
+        return len(data)
+
+    def read(self, size: int = 1, /) -> bytes:
+        chunk, self._data = self._data[:size], self._data[size:]
+        return chunk
+
+    def reset_input_buffer(self) -> None:
+        self._data = b""

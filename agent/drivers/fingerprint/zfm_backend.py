@@ -137,6 +137,8 @@ class ZfmSensor(FingerprintSensor):
             result = await self._ctx.run_blocking(fn, link)
         except (serial.SerialException, OSError):
             self._set_state(DeviceState.GONE, "DEVICE_GONE")
+            self._ctx.device_lost(DeviceFamily.FINGERPRINT, self.descriptor.backend, self.descriptor.stable_key,
+                                  "serial port went away")
             raise DeviceGoneError(f"{self.descriptor.name} went away", device_id=self.descriptor.stable_key
                                   ) from None
         except DeviceUnavailableError as exc:
