@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -179,3 +180,17 @@ async def test_device_protocol_error_and_template_from_another_driver(
     assert not device_sensor.fingerprint_capabilities().can_identify
     with pytest.raises(NotSupportedError):
         await device_sensor.identify([template], timeout=5)
+
+
+async def test_a_plain_backend_never_exposes_another_backends_virtual_device(
+        image_sensor: LibfprintSensor, context: RecordingDriverContext) -> None:
+    from agent.drivers.fingerprint.libfprint_backend import LibfprintBackend
+
+    assert os.environ.get("FP_VIRTUAL_IMAGE")  # set by the fixture's backend
+    plain = LibfprintBackend(context, {})
+    await plain.start()
+    try:
+        assert plain.sensors == []
+    finally:
+        await plain.stop()
+    assert os.environ.get("FP_VIRTUAL_IMAGE")  # not its variable to remove

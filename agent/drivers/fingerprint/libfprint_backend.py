@@ -16,7 +16,8 @@ Backend options (``[drivers.libfprint]``):
     set ``FP_VIRTUAL_IMAGE`` / ``FP_VIRTUAL_DEVICE`` before the libfprint context is
     created, exposing libfprint's own virtual drivers (tests and ``--simulate``).
 ``drivers``
-    a list of libfprint driver ids to expose (default: all).
+    a list of libfprint driver ids to expose (default: all real sensors; libfprint's
+    virtual drivers only when this backend was given their socket).
 """
 
 from __future__ import annotations
@@ -460,6 +461,7 @@ class LibfprintBackend(DeviceBackend):
         self._removed: list[LibfprintSensor] = []  # closed at stop: libfprint wants open devices closed
         self._handlers: list[int] = []
         self._device_handlers: list[tuple[Any, int]] = []
+        self._virtual: set[str] = set()  # FP_VIRTUAL_* variables this backend set
         drivers = options.get("drivers")
         self._drivers: frozenset[str] | None = frozenset(str(d) for d in drivers) if drivers else None
 
@@ -475,6 +477,7 @@ class LibfprintBackend(DeviceBackend):
             if self._options.get(option):
                 # libfprint reads these when the context enumerates
                 os.environ[variable] = str(self._options[option])
+                self._virtual.add(variable)
         glib = self._glib = await self._ctx.run_blocking(GLibThread.acquire)
         loop = asyncio.get_running_loop()
 
@@ -501,8 +504,11 @@ class LibfprintBackend(DeviceBackend):
         key, glib = stable_key(fpdev), self._glib
         if glib is None or key in self._sensors:
             return
-        if self._drivers is not None and fpdev.get_driver() not in self._drivers:
+        driver = str(fpdev.get_driver())
+        if self._drivers is not None and driver not in self._drivers:
             return
+        if self._drivers is None and driver.startswith("virtual_") and not self._virtual:
+            return  # another backend's (the simulator's) virtual device: never a real sensor
         virtual = str(fpdev.get_driver()).startswith("virtual")
         descriptor = DeviceDescriptor(
             family=DeviceFamily.FINGERPRINT, backend=self.name, stable_key=key,
@@ -553,3 +559,6 @@ class LibfprintBackend(DeviceBackend):
             await glib.run(drop)
         self._fpctx, self._handlers, self._glib = None, [], None
         await self._ctx.run_blocking(glib.release)
+        for variable in self._virtual:
+            os.environ.pop(variable, None)
+        self._virtual.clear()
