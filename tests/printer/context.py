@@ -4,6 +4,7 @@ threads, and offers a loopback-only zeroconf."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -79,7 +80,5 @@ class PrinterTestContext(DriverContext):
         async with asyncio.timeout(timeout):
             while not predicate():
                 self.changed.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.changed.wait(), 0.2)
-                except TimeoutError:
-                    pass

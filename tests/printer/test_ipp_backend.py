@@ -54,7 +54,9 @@ async def test_configured_printer_describes_itself(printer: IppPrinter, ippeve: 
     assert status.state == PrinterState.IDLE
     assert printer.health().state == DeviceState.READY
     toner = [s for s in status.supplies if s.kind == "toner"]
-    assert toner and toner[0].level_percent == 75 and toner[0].color == "black"
+    assert toner
+    assert toner[0].level_percent == 75
+    assert toner[0].color == "black"
 
 
 async def test_pdf_prints_to_completion(printer: IppPrinter) -> None:
@@ -144,4 +146,5 @@ async def test_jam_and_cover_open_from_the_print_command(printer: IppPrinter, ip
     ippeve.script_job(state="STATE: -media-jam,cover-open")
     job_id = await printer.submit(PrintDocument(one_page_pdf(), "application/pdf"))
     await wait_job(printer, job_id)
-    await ctx.wait_for(lambda: not {"media-jam", "cover-open"} & {c.code for c in printer.health().conditions})
+    await ctx.wait_for(lambda: not {"media-jam", "cover-open"}
+                       & {c.code for c in printer.health().conditions})

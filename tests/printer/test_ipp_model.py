@@ -53,7 +53,8 @@ def test_marker_attributes_become_supplies() -> None:
         ("media-empty", Severity.ERROR), ("toner-low", Severity.WARNING)]
     assert status.message == "Out of paper"
     assert [(s.name, s.kind, s.level_percent, s.color) for s in status.supplies] == [
-        ("Black Toner", "toner", 4, "#000000"), ("Cyan Ink", "ink", -1, "#00FFFF"), ("Waste", "waste", 50, "")]
+        ("Black Toner", "toner", 4, "#000000"), ("Cyan Ink", "ink", -1, "#00FFFF"),
+        ("Waste", "waste", 50, "")]
 
 
 def test_pwg_printer_supply_becomes_supplies() -> None:
@@ -87,7 +88,9 @@ def test_capabilities_and_job_mapping() -> None:
         Attribute.of("copies-supported", ValueTag.RANGE_OF_INTEGER, IntRange(1, 99)),
     ))
     assert caps.document_formats == ("application/pdf", "image/pwg-raster")
-    assert caps.color and caps.duplex and caps.max_copies == 99
+    assert caps.color
+    assert caps.duplex
+    assert caps.max_copies == 99
     job = parse_job(AttributeGroup(GroupTag.JOB, (
         Attribute.of("job-state", ValueTag.ENUM, 6),
         Attribute.of("job-state-reasons", ValueTag.KEYWORD, "printer-stopped"),
