@@ -1,0 +1,158 @@
+"""The ``--simulate`` printer: the emulated IPP printer, through the real IPP backend,
+kept honest by CUPS' ipptool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from agent.domain.device import DeviceState, Severity
+from agent.domain.printer import PrintDocument, PrintJobState
+from agent.drivers.printer.ipp import IppClient
+from agent.drivers.printer.ipp_backend import IppPrinter
+from agent.drivers.registry import load_backend_class
+from agent.errors import DeviceBusyError, InvalidRequestError
+from agent.simulator.ipp_printer import EmulatedIppPrinter
+from agent.simulator.printer import SimulatedPrinterBackend
+from tests.printer.context import PrinterTestContext
+from tests.printer.documents import one_page_pdf
+
+
+@pytest.fixture
+async def sim(ctx: PrinterTestContext) -> AsyncIterator[SimulatedPrinterBackend]:
+    cls = load_backend_class("sim-printer")
+    assert cls is SimulatedPrinterBackend
+    backend = SimulatedPrinterBackend(ctx, {"job_seconds": 0.05, "poll_interval": 0.05})
+    await backend.start()
+    assert backend.device is not None
+    assert ctx.found == [backend.device]
+    await backend.device.open()
+    try:
+        yield backend
+    finally:
+        await backend.stop()
+
+
+def device_of(sim: SimulatedPrinterBackend) -> IppPrinter:
+    assert sim.device is not None
+    return sim.device
+
+
+async def finish(printer: IppPrinter, job_id: str) -> PrintJobState:
+    async with asyncio.timeout(10):
+        while True:
+            status = await printer.job_status(job_id)
+            if status.state.terminal:
+                return status.state
+            await asyncio.sleep(0.02)
+
+
+async def test_simulated_printer_prints_through_ipp(sim: SimulatedPrinterBackend) -> None:
+    printer = device_of(sim)
+    assert printer.descriptor.connection == "simulated"
+    assert printer.printer_capabilities().duplex
+    job_id = await printer.submit(PrintDocument(one_page_pdf(), "application/pdf", copies=2, duplex=True,
+                                                media="iso_a4_210x297mm"))
+    assert await finish(printer, job_id) == PrintJobState.COMPLETED
+    assert sim.emulator.documents_received == 1
+    assert printer.health().state == DeviceState.READY
+    assert printer.health().supplies[0].level_percent == 80
+
+
+async def test_simulated_busy_cancel_and_format(sim: SimulatedPrinterBackend) -> None:
+    printer = device_of(sim)
+    sim.emulator.job_seconds = 5
+    job_id = await printer.submit(PrintDocument(one_page_pdf(), "application/pdf"))
+    with pytest.raises(DeviceBusyError):
+        await printer.submit(PrintDocument(one_page_pdf(), "application/pdf"))
+    await printer.cancel(job_id)
+    assert await finish(printer, job_id) == PrintJobState.CANCELLED
+    with pytest.raises(InvalidRequestError):
+        await printer.submit(PrintDocument(b"%!PS", "application/postscript"))
+
+
+async def test_simulated_faults_reach_health(sim: SimulatedPrinterBackend, ctx: PrinterTestContext) -> None:
+    printer = device_of(sim)
+    sim.emulator.apply_faults("toner=5")
+    await ctx.wait_for(lambda: any(c.code == "toner-low" and c.severity == Severity.WARNING
+                                   for c in printer.health().conditions))
+    sim.emulator.apply_faults("paper=0")
+    await ctx.wait_for(lambda: printer.health().state == DeviceState.ERROR)
+    job_id = await printer.submit(PrintDocument(one_page_pdf(), "application/pdf"))
+    async with asyncio.timeout(10):
+        while "media-empty" not in (await printer.job_status(job_id)).reasons:
+            await asyncio.sleep(0.02)
+    sim.emulator.apply_faults("paper=100")
+    assert await finish(printer, job_id) == PrintJobState.COMPLETED
+    sim.emulator.apply_faults("reasons=%2Bmedia-jam,cover-open")
+    await ctx.wait_for(lambda: {"media-jam", "cover-open"} <= {c.code for c in printer.health().conditions})
+    assert printer.health().state == DeviceState.ERROR
+    sim.emulator.apply_faults("reasons=-media-jam,cover-open&toner=80")
+    await ctx.wait_for(lambda: printer.health().state == DeviceState.READY
+                       and not printer.health().conditions)
+
+
+async def test_fault_urls_over_http(tmp_path: Path) -> None:
+    emulator = EmulatedIppPrinter()
+    await emulator.start()
+    try:
+        import httpx
+
+        async with httpx.AsyncClient() as http:
+            base = f"http://127.0.0.1:{emulator.port}"
+            assert (await http.get(f"{base}/faults", params={"toner": "0"})).status_code == 200
+            assert (await http.get(f"{base}/faults", params={"toner": "x"})).status_code == 400
+        client = IppClient(emulator.uri)
+        status = await client.printer_status()
+        await client.aclose()
+        assert [c.code for c in status.conditions] == ["toner-empty"]
+    finally:
+        await emulator.stop()
+
+
+async def _ipptool(*args: str) -> str:
+    process = await asyncio.create_subprocess_exec("ipptool", *args, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.STDOUT)
+    out, _ = await process.communicate()
+    text = out.decode()
+    assert process.returncode == 0, text
+    return text
+
+
+async def test_ipptool_accepts_the_emulator(tmp_path: Path) -> None:
+    emulator = EmulatedIppPrinter()
+    await emulator.start()
+    pdf = tmp_path / "page.pdf"
+    pdf.write_bytes(one_page_pdf())
+    try:
+        out = await _ipptool("-tv", emulator.uri, "get-printer-attributes.test")
+        assert "[PASS]" in out
+        out = await _ipptool("-tv", "-f", str(pdf), emulator.uri, "print-job.test")
+        assert "[PASS]" in out
+        wait_test = tmp_path / "wait.test"
+        wait_test.write_text(WAIT_TEST)
+        out = await _ipptool("-tv", "-d", "job-id=1", emulator.uri, str(wait_test))
+        assert "[PASS]" in out
+        assert "job-state (enum) = completed" in out
+        assert emulator.documents_received == 1
+    finally:
+        await emulator.stop()
+
+
+WAIT_TEST = """{
+  NAME "Job 1 completes"
+  OPERATION Get-Job-Attributes
+  GROUP operation-attributes-tag
+  ATTR charset attributes-charset utf-8
+  ATTR language attributes-natural-language en
+  ATTR uri printer-uri $uri
+  ATTR integer job-id $job-id
+  STATUS successful-ok
+  EXPECT job-id
+  EXPECT job-state WITH-VALUE >5 REPEAT-NO-MATCH
+  DELAY "0,0.05"
+}
+"""
