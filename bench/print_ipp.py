@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.domain.printer import PrintDocument  # noqa: E402
-from agent.drivers.printer.ipp_backend import IppBackend, IppPrinter  # noqa: E402
-from tests.printer.context import PrinterTestContext  # noqa: E402
-from tests.printer.documents import one_page_pdf  # noqa: E402
-from tests.printer.peers import IppEvePrinter, MdnsStack, running  # noqa: E402
+from agent.domain.printer import PrintDocument
+from agent.drivers.printer.ipp_backend import IppBackend, IppPrinter
+from tests.printer.context import PrinterTestContext
+from tests.printer.documents import one_page_pdf
+from tests.printer.peers import IppEvePrinter, MdnsStack, running
 
 POLL = 0.05  # both sides ask for the job state this often
 
