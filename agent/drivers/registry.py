@@ -13,6 +13,10 @@ from agent.drivers.base import DeviceBackend
 from agent.errors import ConfigError
 
 BACKENDS: dict[str, str] = {
+    # printers
+    "ipp": "agent.drivers.printer.ipp_backend:IppBackend",
+    "cups": "agent.drivers.printer.cups_backend:CupsBackend",
+    "escpos": "agent.drivers.printer.escpos_backend:EscposBackend",
     # simulated devices (``centre-agent run --simulate``)
     "sim-idcard": "agent.simulator.idcard:SimulatedIdCardBackend",
     "sim-fingerprint": "agent.simulator.fingerprint:SimulatedFingerprintBackend",

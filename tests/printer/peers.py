@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -295,3 +296,56 @@ def running(*peers: MdnsStack | IppEvePrinter) -> Iterator[None]:
     finally:
         for peer in reversed(started):
             peer.stop()
+
+
+@dataclass
+class FakeEscposPrinter:
+    """A socat pty pair with tests/printer/fake_escpos.py on the far end (or on a TCP port)."""
+
+    workdir: Path
+    tcp: bool = False
+    port: int = 0
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def control(self) -> Path:
+        return self.workdir / "control"
+
+    @property
+    def device(self) -> str:
+        return str(self.workdir / "printer-side")
+
+    def start(self) -> None:
+        self.control.mkdir(parents=True, exist_ok=True)
+        script = Path(__file__).with_name("fake_escpos.py")
+        if self.tcp:
+            self.port = free_port()
+            target = ["--tcp", str(self.port)]
+        else:
+            far = self.workdir / "fake-side"
+            socat = subprocess.Popen(
+                ["socat", f"pty,raw,echo=0,link={self.device}", f"pty,raw,echo=0,link={far}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.processes.append(socat)
+            _wait_for(lambda: Path(self.device).exists() and far.exists(), "socat pty pair")
+            target = ["--serial", str(far)]
+        fake = subprocess.Popen([sys.executable, str(script), "--control", str(self.control), *target])
+        self.processes.append(fake)
+        _wait_for(lambda: (self.control / "ready").exists(), "fake ESC/POS printer")
+
+    def set_state(self, *, paper: str = "ok", cover: str = "closed", mute: bool = False) -> None:
+        (self.control / "paper").write_text(paper)
+        (self.control / "cover").write_text(cover)
+        if mute:
+            (self.control / "mute").write_text("1")
+        else:
+            (self.control / "mute").unlink(missing_ok=True)
+
+    def cuts(self) -> int:
+        path = self.control / "cuts"
+        return int(path.read_text() or 0) if path.exists() else 0
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            stop(process)
+        self.processes.clear()
