@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import sys
 import time
 from collections.abc import Iterator
@@ -349,3 +350,60 @@ class FakeEscposPrinter:
         for process in reversed(self.processes):
             stop(process)
         self.processes.clear()
+
+
+@dataclass
+class CupsDaemon:
+    """A hand-started ``cupsd -f`` with a private ServerRoot on 127.0.0.1, one queue via lpadmin."""
+
+    workdir: Path
+    bus_address: str
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def server(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        # filters run as user lp: pytest's private (0700) tmp tree is out of their reach,
+        # so the ServerRoot lives in a directory of its own that lp can traverse
+        root = self.workdir = Path(tempfile.mkdtemp(prefix="centre-cupsd-"))
+        root.chmod(0o755)
+        for sub in ("spool", "tmp", "cache", "state", "log", "ppd"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        (root / "cupsd.conf").write_text(
+            f"Listen 127.0.0.1:{self.port}\nLogLevel warn\nDefaultAuthType None\nBrowsing No\n"
+            "WebInterface No\nServerAlias *\n<Location />\n  Order allow,deny\n  Allow all\n</Location>\n"
+            "<Policy default>\n  <Limit All>\n    Order deny,allow\n    Allow all\n  </Limit>\n</Policy>\n")
+        (root / "cups-files.conf").write_text(
+            f"ServerRoot {root}\nRequestRoot {root}/spool\nTempDir {root}/tmp\nCacheDir {root}/cache\n"
+            f"StateDir {root}/state\nErrorLog {root}/log/error_log\nAccessLog {root}/log/access_log\n"
+            f"PageLog {root}/log/page_log\nPrintcap {root}/printcap\nUser lp\nGroup lp\n"
+            "SystemGroup root\nFileDevice No\nSandboxing relaxed\n")
+        env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.bus_address}
+        self.process = subprocess.Popen(
+            ["cupsd", "-f", "-c", str(root / "cupsd.conf"), "-s", str(root / "cups-files.conf")], env=env)
+        _wait_for(self._answers, "cupsd")
+
+    def _answers(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"cupsd exited: {(self.workdir / 'log' / 'error_log').read_text()[-500:]}")
+        return subprocess.run(["lpstat", "-h", self.server, "-r"], capture_output=True,
+                              check=False).returncode == 0
+
+    def add_queue(self, name: str, uri: str) -> None:
+        # right after start-up cupsd may still refuse admin requests for a moment
+        for attempt in range(40):
+            result = subprocess.run(["lpadmin", "-h", self.server, "-p", name, "-E", "-v", uri,
+                                     "-m", "everywhere"], capture_output=True, text=True, check=False)
+            if result.returncode == 0:
+                return
+            time.sleep(0.25 if attempt < 39 else 0)
+        raise RuntimeError(f"lpadmin failed: {result.stderr}")
+
+    def stop(self) -> None:
+        stop(self.process)
+        self.process = None
+        shutil.rmtree(self.workdir, ignore_errors=True)
