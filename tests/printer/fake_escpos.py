@@ -43,6 +43,9 @@ def serve(read: Callable[[], bytes], write: Callable[[bytes], None], control: Pa
         total += len(chunk)
         for byte in chunk:
             if state == "dle-eot":
+                # counts first: whoever reads the answer may look at them right away
+                (control / "cuts").write_text(str(cuts))
+                (control / "bytes").write_text(str(total))
                 answer = status_byte(byte, control)
                 if answer is not None:
                     write(answer)
