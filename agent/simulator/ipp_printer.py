@@ -76,6 +76,7 @@ class EmulatedIppPrinter:
         self._port = 0
         self._started = time.monotonic()
         self._wake = asyncio.Event()
+        self._connections: set[asyncio.Task[None]] = set()
 
     @property
     def uri(self) -> str:
@@ -93,6 +94,13 @@ class EmulatedIppPrinter:
         server, self._server = self._server, None
         if server is not None:
             server.close()
+        connections = [t for t in self._connections if not t.done()]
+        for task in connections:
+            task.cancel()
+        for task in connections:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if server is not None:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
         for job in self.jobs.values():
@@ -308,6 +316,10 @@ class EmulatedIppPrinter:
     # -- HTTP/1.1 --------------------------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
         try:
             while await self._one_exchange(reader, writer):
                 pass
