@@ -76,7 +76,7 @@ class EmulatedIppPrinter:
         self._port = 0
         self._started = time.monotonic()
         self._wake = asyncio.Event()
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     @property
     def uri(self) -> str:
@@ -94,12 +94,11 @@ class EmulatedIppPrinter:
         server, self._server = self._server, None
         if server is not None:
             server.close()
-        connections = [t for t in self._connections if not t.done()]
-        for task in connections:
-            task.cancel()
-        for task in connections:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # end open keep-alive connections the way a powered-off printer would: abruptly
+        for writer in self._connections.values():
+            writer.transport.abort()
+        if self._connections:
+            await asyncio.wait(list(self._connections))
         if server is not None:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
@@ -318,8 +317,8 @@ class EmulatedIppPrinter:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
-            self._connections.add(task)
-            task.add_done_callback(self._connections.discard)
+            self._connections[task] = writer
+            task.add_done_callback(lambda done: self._connections.pop(done, None))
         try:
             while await self._one_exchange(reader, writer):
                 pass

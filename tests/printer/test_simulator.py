@@ -156,3 +156,33 @@ WAIT_TEST = """{
   DELAY "0,0.05"
 }
 """
+
+
+async def test_unreachable_printer_logged_once_and_back(ctx: PrinterTestContext,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    emulator = EmulatedIppPrinter()
+    await emulator.start()
+    port = emulator.port
+    from agent.drivers.printer.ipp_backend import IppBackend
+
+    backend = IppBackend(ctx, {"uris": [emulator.uri], "browse": False, "poll_interval": 0.05})
+    await backend.start()
+    try:
+        await ctx.wait_for(lambda: bool(ctx.found))
+        printer = ctx.found[0]
+        assert isinstance(printer, IppPrinter)
+        await printer.open()
+        assert printer.health().state == DeviceState.READY
+        await emulator.stop()
+        await ctx.wait_for(lambda: printer.health().state == DeviceState.ERROR)
+        assert printer.health().conditions[0].code == "offline"
+        changes = len(ctx.health_changes)
+        await asyncio.sleep(0.5)  # ~10 failed polls
+        assert len(ctx.health_changes) == changes  # no change, no new report
+        assert len([r for r in caplog.records if "unreachable" in r.getMessage()]) == 1
+        assert "Exception in callback" not in caplog.text
+        await emulator.start(port)
+        await ctx.wait_for(lambda: printer.health().state == DeviceState.READY)
+    finally:
+        await backend.stop()
+        await emulator.stop()
