@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from agent.domain.device import Severity
 from agent.domain.printer import PrintDocument, PrinterState, PrintJobState
 from agent.drivers.printer.cups_backend import CupsBackend, CupsPrinter
 from agent.errors import InvalidRequestError, NotFoundError
@@ -51,7 +52,7 @@ async def finish(printer: CupsPrinter, job_id: str) -> PrintJobState:
             await asyncio.sleep(printer.job_poll_interval)
 
 
-async def test_cups_queue_prints_a_pdf(queue: CupsPrinter) -> None:
+async def test_cups_queue_prints_a_pdf(queue: CupsPrinter, ippeve: IppEvePrinter) -> None:
     assert queue.descriptor.address == "counter"
     assert queue.descriptor.connection == "cups"
     assert "application/pdf" in queue.printer_capabilities().document_formats
@@ -59,6 +60,17 @@ async def test_cups_queue_prints_a_pdf(queue: CupsPrinter) -> None:
     assert status.state in (PrinterState.IDLE, PrinterState.PROCESSING)
     job_id = await queue.submit(PrintDocument(one_page_pdf(), "application/pdf", name="slip"))
     assert await finish(queue, job_id) == PrintJobState.COMPLETED
+    # CUPS does not poll an idle printer: the printer's reasons arrive while a job runs
+    ippeve.set_supplies(toner=5)
+    job_id = await queue.submit(PrintDocument(one_page_pdf(), "application/pdf", name="slip"))
+    seen: set[tuple[str, Severity]] = set()
+    async with asyncio.timeout(60):
+        while not (await queue.job_status(job_id)).state.terminal:
+            seen |= {(c.code, c.severity) for c in (await queue.printer_status()).conditions}
+            await asyncio.sleep(0.1)
+    # ippeveprinter says toner-low-report, CUPS may pass it on as -report or -warning
+    assert {("toner-low", Severity.INFO), ("toner-low", Severity.WARNING)} & seen
+    assert not any(code.startswith("cups-") and severity != Severity.INFO for code, severity in seen)
 
 
 async def test_cups_cancel_and_errors(queue: CupsPrinter, ippeve: IppEvePrinter) -> None:

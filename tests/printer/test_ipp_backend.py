@@ -148,3 +148,15 @@ async def test_jam_and_cover_open_from_the_print_command(printer: IppPrinter, ip
     await wait_job(printer, job_id)
     await ctx.wait_for(lambda: not {"media-jam", "cover-open"}
                        & {c.code for c in printer.health().conditions})
+
+
+async def test_job_options_are_validated_first(printer: IppPrinter, ippeve: IppEvePrinter) -> None:
+    document = PrintDocument(one_page_pdf(), "application/pdf", copies=2, media="na_letter_8.5x11in")
+    job_id = await printer.submit(document)
+    assert (await wait_job(printer, job_id))[-1].state == PrintJobState.COMPLETED
+    log = (ippeve.workdir / "ippeveprinter.log").read_text()
+    assert "Validate-Job successful-ok" in log
+    with pytest.raises(InvalidRequestError, match="two-sided"):
+        await printer.submit(PrintDocument(one_page_pdf(), "application/pdf", duplex=True))
+    with pytest.raises(InvalidRequestError, match="media"):
+        await printer.submit(PrintDocument(one_page_pdf(), "application/pdf", media="iso_a0_841x1189mm"))

@@ -136,12 +136,14 @@ def printer_http_url(uri: str) -> str:
 
 def split_reason(keyword: str) -> Condition:
     """``toner-low-warning`` -> Condition("toner-low", WARNING). Unsuffixed reasons are errors
-    (RFC 8011 5.4.12)."""
+    (RFC 8011 5.4.12), except CUPS' own ``cups-*`` bookkeeping keywords."""
     for suffix, severity in _SUFFIXES:
         if keyword.endswith(suffix):
             code = keyword[: -len(suffix)]
             return Condition(code, severity, REASON_MESSAGES.get(code, code.replace("-", " ")))
-    return Condition(keyword, Severity.ERROR, REASON_MESSAGES.get(keyword, keyword.replace("-", " ")))
+    # CUPS adds its own unsuffixed keywords (cups-waiting-for-job-completed...): bookkeeping
+    severity = Severity.INFO if keyword.startswith("cups-") else Severity.ERROR
+    return Condition(keyword, severity, REASON_MESSAGES.get(keyword, keyword.replace("-", " ")))
 
 
 def _supply_kind(marker_type: str) -> str:

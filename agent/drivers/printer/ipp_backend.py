@@ -147,7 +147,11 @@ class IppPrinter(Printer):
             raise InvalidRequestError(f"printer {self.descriptor.name} cannot print two-sided")
         if document.media and caps.media and document.media not in caps.media:
             raise InvalidRequestError(f"printer {self.descriptor.name} has no media {document.media!r}")
-        job_id = await self._require_client().print_job(document)
+        client = self._require_client()
+        if document.copies != 1 or document.duplex or document.media:
+            # options beyond the defaults: let the printer judge them before the data goes out
+            await client.validate_job(document)
+        job_id = await client.print_job(document)
         self._jobs_submitted += 1
         return job_id
 
