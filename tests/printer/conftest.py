@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.printer.context import PrinterTestContext
-from tests.printer.peers import IppEvePrinter, MdnsStack
+from tests.printer.peers import CupsDaemon, IppEvePrinter, MdnsStack
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +46,16 @@ async def ctx(tmp_path: Path) -> AsyncIterator[PrinterTestContext]:
         yield context
     finally:
         await context.aclose()
+
+
+@pytest.fixture(scope="session")
+def cupsd(mdns: MdnsStack, ippeve_session: IppEvePrinter,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[CupsDaemon]:
+    """A hand-started cupsd with one queue, ``counter``, printing to the session's ippeveprinter."""
+    daemon = CupsDaemon(tmp_path_factory.mktemp("cups"), mdns.bus_address)
+    daemon.start()
+    try:
+        daemon.add_queue("counter", ippeve_session.uri)
+        yield daemon
+    finally:
+        daemon.stop()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -13,19 +13,7 @@ from agent.drivers.printer.cups_backend import CupsBackend, CupsPrinter
 from agent.errors import InvalidRequestError, NotFoundError
 from tests.printer.context import PrinterTestContext
 from tests.printer.documents import one_page_pdf
-from tests.printer.peers import CupsDaemon, IppEvePrinter, MdnsStack
-
-
-@pytest.fixture(scope="module")
-def cupsd(mdns: MdnsStack, ippeve_session: IppEvePrinter,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[CupsDaemon]:
-    daemon = CupsDaemon(tmp_path_factory.mktemp("cups"), mdns.bus_address)
-    daemon.start()
-    try:
-        daemon.add_queue("counter", ippeve_session.uri)
-        yield daemon
-    finally:
-        daemon.stop()
+from tests.printer.peers import CupsDaemon, IppEvePrinter
 
 
 @pytest.fixture
