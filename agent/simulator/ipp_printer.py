@@ -392,3 +392,29 @@ def _media_col() -> Collection:
                        Attribute.of("media-size-name", ValueTag.KEYWORD, "iso_a4_210x297mm"),
                        Attribute.of("media-source", ValueTag.KEYWORD, "main"),
                        Attribute.of("media-type", ValueTag.KEYWORD, "stationery")))
+
+
+def main() -> None:
+    """Run the emulated printer on its own: ``python -m agent.simulator.ipp_printer [--port N]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--job-seconds", type=float, default=0.5)
+    args = parser.parse_args()
+
+    async def serve() -> None:
+        printer = EmulatedIppPrinter(job_seconds=args.job_seconds)
+        await printer.start(args.port)
+        print(printer.uri, flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await printer.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

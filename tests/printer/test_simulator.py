@@ -4,6 +4,7 @@ kept honest by CUPS' ipptool."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -186,3 +187,40 @@ async def test_unreachable_printer_logged_once_and_back(ctx: PrinterTestContext,
     finally:
         await backend.stop()
         await emulator.stop()
+
+
+async def test_emulator_survives_garbage(tmp_path: Path) -> None:
+    emulator = EmulatedIppPrinter()
+    await emulator.start()
+    try:
+        for junk in (b"\x00\x01garbage\r\n\r\n", b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+                     b"POST / HTTP/1.1\r\nContent-Type: application/ipp\r\nContent-Length: 3\r\n\r\n\x02\x00\x00",
+                     b"GET /faults?toner=abc HTTP/1.1\r\n\r\n"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", emulator.port)
+            writer.write(junk)
+            await writer.drain()
+            await reader.read(4096)
+            writer.close()
+            await writer.wait_closed()
+        client = IppClient(emulator.uri)
+        try:
+            assert (await client.printer_status()).conditions == ()
+        finally:
+            await client.aclose()
+    finally:
+        await emulator.stop()
+
+
+async def test_emulator_runs_standalone() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent.simulator.ipp_printer", stdout=asyncio.subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert process.stdout is not None
+        uri = (await asyncio.wait_for(process.stdout.readline(), 30)).decode().strip()
+        assert uri.startswith("ipp://127.0.0.1:")
+        out = await _ipptool("-tv", uri, "get-printer-attributes.test")
+        assert "[PASS]" in out
+    finally:
+        process.terminate()
+        await process.wait()

@@ -344,6 +344,12 @@ class IppBackend(DeviceBackend):
             self._ctx.device_lost(DeviceFamily.PRINTER, self.name, key, "DNS-SD record removed")
 
     async def _resolve(self, zeroconf: Any, service_type: str, name: str) -> None:
+        try:
+            await self._resolve_record(zeroconf, service_type, name)
+        except Exception as exc:  # a malformed announcement must not end discovery
+            self._ctx.logger.warning("ignoring DNS-SD record %s: %s", name, type(exc).__name__)
+
+    async def _resolve_record(self, zeroconf: Any, service_type: str, name: str) -> None:
         from zeroconf import IPVersion
         from zeroconf.asyncio import AsyncServiceInfo
 
