@@ -33,6 +33,14 @@ def status_byte(n: int, control: Path) -> bytes | None:
     return bytes((value,))
 
 
+def publish(control: Path, cuts: int, total: int) -> None:
+    """Write the counters atomically: the test may read them at any moment."""
+    for name, value in (("cuts", cuts), ("bytes", total)):
+        tmp = control / f".{name}.tmp"
+        tmp.write_text(str(value))
+        os.replace(tmp, control / name)
+
+
 def serve(read: Callable[[], bytes], write: Callable[[bytes], None], control: Path) -> None:
     state = "plain"  # a small state machine, so commands split across reads still parse
     cuts = total = 0
@@ -44,8 +52,7 @@ def serve(read: Callable[[], bytes], write: Callable[[bytes], None], control: Pa
         for byte in chunk:
             if state == "dle-eot":
                 # counts first: whoever reads the answer may look at them right away
-                (control / "cuts").write_text(str(cuts))
-                (control / "bytes").write_text(str(total))
+                publish(control, cuts, total)
                 answer = status_byte(byte, control)
                 if answer is not None:
                     write(answer)
@@ -59,8 +66,7 @@ def serve(read: Callable[[], bytes], write: Callable[[bytes], None], control: Pa
                 state = "dle"
             elif byte == 0x1D:
                 state = "gs"
-        (control / "cuts").write_text(str(cuts))
-        (control / "bytes").write_text(str(total))
+        publish(control, cuts, total)
 
 
 def main() -> None:

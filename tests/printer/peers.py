@@ -335,8 +335,11 @@ class FakeEscposPrinter:
         _wait_for(lambda: (self.control / "ready").exists(), "fake ESC/POS printer")
 
     def set_state(self, *, paper: str = "ok", cover: str = "closed", mute: bool = False) -> None:
-        (self.control / "paper").write_text(paper)
-        (self.control / "cover").write_text(cover)
+        # atomic replacements: the fake printer reads these files at any moment
+        for name, value in (("paper", paper), ("cover", cover)):
+            tmp = self.control / f".{name}.tmp"
+            tmp.write_text(value)
+            os.replace(tmp, self.control / name)
         if mute:
             (self.control / "mute").write_text("1")
         else:

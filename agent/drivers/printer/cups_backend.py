@@ -90,6 +90,8 @@ class CupsPrinter(Printer):
     def health(self) -> DeviceHealth:
         counters = {"jobs_submitted": self._jobs_submitted}
         status = self._status
+        if status is None and not self._error:
+            return DeviceHealth(DeviceState.PRESENT, counters=counters)
         if status is None:
             return DeviceHealth(DeviceState.ERROR, counters=counters, last_error=self._error)
         error = status.state == PrinterState.STOPPED or any(c.severity == Severity.ERROR

@@ -244,6 +244,8 @@ class EscposPrinter(Printer):
     def health(self) -> DeviceHealth:
         counters = {"jobs_printed": self._printed}
         status = self._status
+        if self._link is None and status is None:
+            return DeviceHealth(DeviceState.PRESENT, counters=counters)
         if status is None:
             return DeviceHealth(DeviceState.ERROR, (Condition("offline", Severity.ERROR, "not answering"),),
                                 counters=counters, last_error=self._error)

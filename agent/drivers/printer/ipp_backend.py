@@ -87,6 +87,8 @@ class IppPrinter(Printer):
     def health(self) -> DeviceHealth:
         counters = {"jobs_submitted": self._jobs_submitted}
         status = self._status
+        if not self._seen:
+            return DeviceHealth(DeviceState.PRESENT, counters=counters)
         if status is None:
             return DeviceHealth(DeviceState.ERROR, (_OFFLINE,), counters=counters, last_error=self._error)
         if status.state == PrinterState.STOPPED or any(c.severity == Severity.ERROR
@@ -339,8 +341,9 @@ class IppBackend(DeviceBackend):
         key = self._records.pop(name, None)
         if key is None or key in self._records.values():
             return  # the printer is still announced under its other service type
-        device = self._devices.pop(key, None)
-        if device is not None and device.uri not in self._uris:
+        device = self._devices.get(key)
+        if device is not None and device.uri not in self._uris:  # configured printers stay
+            del self._devices[key]
             self._ctx.device_lost(DeviceFamily.PRINTER, self.name, key, "DNS-SD record removed")
 
     async def _resolve(self, zeroconf: Any, service_type: str, name: str) -> None:
