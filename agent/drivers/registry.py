@@ -13,6 +13,8 @@ from agent.drivers.base import DeviceBackend
 from agent.errors import ConfigError
 
 BACKENDS: dict[str, str] = {
+    # chip ID-card readers
+    "pcsc": "agent.drivers.idcard.reader:PcscBackend",
     # printers
     "ipp": "agent.drivers.printer.ipp_backend:IppBackend",
     "cups": "agent.drivers.printer.cups_backend:CupsBackend",
