@@ -3,7 +3,7 @@
 
 Checks: all complete, in order per client (the printer's job ids rise in each client's
 submission order), none lost. Prints the time per job through the agent (the emulated
-printer takes 0.05 s per job; the IPP backend's job poll interval is 0.2 s).
+printer takes 0.05 s per job; the IPP backend polls a running job every 0.1 s).
 
     /work/venv/bin/python bench/print_queue.py
 """

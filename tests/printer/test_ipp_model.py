@@ -134,3 +134,18 @@ async def test_canary_never_reaches_logs(ippeve: IppEvePrinter, caplog: pytest.L
         await client.aclose()
     assert caplog.records  # httpx logged the requests at DEBUG/INFO
     assert canary not in caplog.text
+
+
+async def test_ipps_uri_talks_tls_to_a_self_signed_printer(ippeve: IppEvePrinter) -> None:
+    client = IppClient(ippeve.uri.replace("ipp://", "ipps://"))
+    try:
+        status = await client.printer_status()
+    finally:
+        await client.aclose()
+    assert status.state.value == "idle"
+    strict = IppClient(ippeve.uri.replace("ipp://", "ipps://"), verify_tls=True)
+    try:
+        with pytest.raises(DeviceUnavailableError):
+            await strict.printer_status()
+    finally:
+        await strict.aclose()

@@ -56,7 +56,7 @@ def status_key(status: PrinterStatus | None) -> tuple[object, ...]:
 class IppPrinter(Printer):
     """One IPP printer. Keeps its status current by polling while open."""
 
-    job_poll_interval: ClassVar[float] = 0.2
+    job_poll_interval: ClassVar[float] = 0.1  # one small Get-Job-Attributes per poll
 
     def __init__(self, descriptor: DeviceDescriptor, ctx: DriverContext, uri: str, *,
                  poll_interval: float = DEFAULT_POLL_INTERVAL, verify_tls: bool = False) -> None:
