@@ -124,16 +124,20 @@ def _running_avahi() -> int | None:
     return None
 
 
+#: Where a test run that started the shared avahi notes its D-Bus address (avahi rewrites its
+#: own environment with its process title, so /proc/PID/environ cannot tell).
+SHARED_NOTE = Path("/run/centre-test-avahi.bus")
+
+
 def _bus_of(pid: int) -> str:
     """The D-Bus system bus a running avahi-daemon talks to."""
     try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        environ = []
-    for item in environ:
-        if item.startswith(b"DBUS_SYSTEM_BUS_ADDRESS="):
-            return item.split(b"=", 1)[1].decode()
-    return "unix:path=/run/dbus/system_bus_socket"
+        noted_pid, bus = SHARED_NOTE.read_text().split(" ", 1)
+        if int(noted_pid) == pid:
+            return bus.strip()
+    except (OSError, ValueError):
+        pass
+    return "unix:path=/run/dbus/system_bus_socket"  # a system avahi on the system bus
 
 
 def _can_unshare() -> bool:
@@ -159,9 +163,11 @@ class MdnsStack:
     workdir: Path
     bus_address: str = ""
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _noted: bool = False
 
     def start(self) -> None:
-        private = _can_unshare()
+        # CENTRE_TEST_SHARED_AVAHI=1 forces the path taken where mount namespaces are not allowed
+        private = os.environ.get("CENTRE_TEST_SHARED_AVAHI") != "1" and _can_unshare()
         existing = None if private else _running_avahi()
         if existing is not None:
             self.bus_address = _bus_of(existing)
@@ -181,8 +187,8 @@ class MdnsStack:
                       "--no-rlimits"]
         env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.bus_address}
         log = (self.workdir / "avahi.log").open("wb")
+        AVAHI_RUN_DIR.mkdir(parents=True, exist_ok=True)
         if private:
-            AVAHI_RUN_DIR.mkdir(parents=True, exist_ok=True)
             script = f'mount -t tmpfs tmpfs {AVAHI_RUN_DIR} && exec "$@"'
             args = ["unshare", "-m", "sh", "-c", script, "sh", *avahi_args]
         else:
@@ -197,8 +203,14 @@ class MdnsStack:
                   "avahi-daemon")
         if avahi.poll() is not None:
             raise RuntimeError(f"avahi-daemon exited: {log_path.read_text()[-500:]}")
+        if not private:
+            SHARED_NOTE.write_text(f"{avahi.pid} {self.bus_address}")
+            self._noted = True
 
     def stop(self) -> None:
+        if self._noted:
+            SHARED_NOTE.unlink(missing_ok=True)
+            self._noted = False
         for process in reversed(self.processes):
             stop(process)
         self.processes.clear()
