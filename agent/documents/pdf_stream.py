@@ -63,10 +63,10 @@ def read_jpeg_info(data: bytes) -> JpegInfo:
         if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
             pos += 2
             continue
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
         if length < 2 or pos + 2 + length > size:
             raise DataFormatError("malformed JPEG page (segment length)")
-        segment = data[pos + 4:pos + 2 + length]
+        segment = data[pos + 4 : pos + 2 + length]
         if marker == 0xEE and segment.startswith(b"Adobe"):
             adobe = True
         if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
@@ -103,7 +103,7 @@ class _Image:
 def _flate(data: bytes | bytearray | memoryview) -> tuple[bytes, ...]:
     compressor = zlib.compressobj(6)
     view = memoryview(data)
-    parts = [compressor.compress(view[i:i + _FLATE_SLICE]) for i in range(0, len(view), _FLATE_SLICE)]
+    parts = [compressor.compress(view[i : i + _FLATE_SLICE]) for i in range(0, len(view), _FLATE_SLICE)]
     parts.append(compressor.flush())
     return tuple(part for part in parts if part)
 
@@ -113,16 +113,20 @@ def _image_for(page: ScannedPage) -> _Image:
         info = read_jpeg_info(page.data)
         space = {1: "/DeviceGray", 3: "/DeviceRGB", 4: "/DeviceCMYK"}[info.components]
         decode = " /Decode [1 0 1 0 1 0 1 0]" if info.adobe_inverted else ""
-        entries = (f"/Width {info.width} /Height {info.height} /ColorSpace {space}"
-                   f" /BitsPerComponent 8 /Filter /DCTDecode{decode}")
+        entries = (
+            f"/Width {info.width} /Height {info.height} /ColorSpace {space}"
+            f" /BitsPerComponent 8 /Filter /DCTDecode{decode}"
+        )
         return _Image(entries, (page.data,), info.width, info.height)
     if page.format in (PageFormat.RAW_GRAY8, PageFormat.RAW_RGB8):
         channels = 1 if page.format == PageFormat.RAW_GRAY8 else 3
         if page.width <= 0 or page.height <= 0 or len(page.data) != page.width * page.height * channels:
             raise DataFormatError("raw page size does not match its width and height")
         space = "/DeviceGray" if channels == 1 else "/DeviceRGB"
-        entries = (f"/Width {page.width} /Height {page.height} /ColorSpace {space}"
-                   " /BitsPerComponent 8 /Filter /FlateDecode")
+        entries = (
+            f"/Width {page.width} /Height {page.height} /ColorSpace {space}"
+            " /BitsPerComponent 8 /Filter /FlateDecode"
+        )
         return _Image(entries, _flate(page.data), page.width, page.height)
     if page.format == PageFormat.PNG:
         try:
@@ -137,8 +141,10 @@ def _image_for(page: ScannedPage) -> _Image:
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise DataFormatError("page is not a readable PNG image") from exc
         bits, space = {"1": (1, "/DeviceGray"), "L": (8, "/DeviceGray"), "RGB": (8, "/DeviceRGB")}[mode]
-        entries = (f"/Width {width} /Height {height} /ColorSpace {space}"
-                   f" /BitsPerComponent {bits} /Filter /FlateDecode")
+        entries = (
+            f"/Width {width} /Height {height} /ColorSpace {space}"
+            f" /BitsPerComponent {bits} /Filter /FlateDecode"
+        )
         return _Image(entries, _flate(pixels), width, height)
     raise DataFormatError(f"page format {page.format} cannot go into a PDF")
 
@@ -185,8 +191,9 @@ class PdfStreamWriter:
         self._offsets[number] = self._offset
         self._emit(out, f"{number} 0 obj\n{body}\nendobj\n".encode("ascii"))
 
-    def _stream_object(self, out: list[bytes], number: int, entries: str,
-                       parts: tuple[bytes | bytearray | memoryview, ...]) -> None:
+    def _stream_object(
+        self, out: list[bytes], number: int, entries: str, parts: tuple[bytes | bytearray | memoryview, ...]
+    ) -> None:
         length = sum(len(part) for part in parts)
         self._offsets[number] = self._offset
         self._emit(out, f"{number} 0 obj\n<< {entries} /Length {length} >>\nstream\n".encode("ascii"))
@@ -219,11 +226,14 @@ class PdfStreamWriter:
         self._stream_object(out, image_no, f"/Type /XObject /Subtype /Image {image.entries}", image.stream)
         content = f"q\n{_num(width_pt)} 0 0 {_num(height_pt)} 0 0 cm\n/Im0 Do\nQ".encode("ascii")
         self._stream_object(out, content_no, "", (content,))
-        self._object(out, page_no,
-                     f"<< /Type /Page /Parent {_PAGES} 0 R"
-                     f" /MediaBox [0 0 {_num(width_pt)} {_num(height_pt)}]"
-                     f" /Resources << /XObject << /Im0 {image_no} 0 R >> >>"
-                     f" /Contents {content_no} 0 R >>")
+        self._object(
+            out,
+            page_no,
+            f"<< /Type /Page /Parent {_PAGES} 0 R"
+            f" /MediaBox [0 0 {_num(width_pt)} {_num(height_pt)}]"
+            f" /Resources << /XObject << /Im0 {image_no} 0 R >> >>"
+            f" /Contents {content_no} 0 R >>",
+        )
         self._page_objects.append(page_no)
         return out
 
@@ -247,8 +257,9 @@ class PdfStreamWriter:
         return out
 
 
-async def stream_pdf(pages: AsyncIterator[ScannedPage], writer: PdfStreamWriter | None = None
-                     ) -> AsyncIterator[bytes]:
+async def stream_pdf(
+    pages: AsyncIterator[ScannedPage], writer: PdfStreamWriter | None = None
+) -> AsyncIterator[bytes]:
     """Turn a page stream into PDF chunks as the pages arrive.
 
     Pass a ``writer`` to read its :attr:`~PdfStreamWriter.sha256` after the stream ends.

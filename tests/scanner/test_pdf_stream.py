@@ -26,8 +26,14 @@ def _jpeg(width: int, height: int, mode: str = "RGB", dpi: int = 300, colour: in
     return buf.getvalue()
 
 
-def _page(data: bytes, index: int = 0, dpi: int = 300, fmt: PageFormat = PageFormat.JPEG,
-          width: int = 0, height: int = 0) -> ScannedPage:
+def _page(
+    data: bytes,
+    index: int = 0,
+    dpi: int = 300,
+    fmt: PageFormat = PageFormat.JPEG,
+    width: int = 0,
+    height: int = 0,
+) -> ScannedPage:
     return ScannedPage(index=index, format=fmt, data=data, width=width, height=height, resolution=dpi)
 
 
@@ -82,8 +88,7 @@ def test_page_size_uses_the_real_dpi_not_96() -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(width=st.integers(20, 600), height=st.integers(20, 600), dpi=st.integers(50, 480),
-       grey=st.booleans())
+@given(width=st.integers(20, 600), height=st.integers(20, 600), dpi=st.integers(50, 480), grey=st.booleans())
 def test_page_sizes_match_img2pdf(width: int, height: int, dpi: int, grey: bool) -> None:
     _assert_like_img2pdf([_jpeg(width, height, "L" if grey else "RGB")], dpi)
 
@@ -93,8 +98,9 @@ def test_raw_and_png_pages_are_lossless() -> None:
     grey_img = Image.frombytes("L", (32, 16), bytes(range(256)) * 2)
     png = io.BytesIO()
     grey_img.save(png, "PNG")
-    data, _ = _write([_page(rgb, 0, 150, PageFormat.RAW_RGB8, 64, 48),
-                      _page(png.getvalue(), 1, 100, PageFormat.PNG)])
+    data, _ = _write(
+        [_page(rgb, 0, 150, PageFormat.RAW_RGB8, 64, 48), _page(png.getvalue(), 1, 100, PageFormat.PNG)]
+    )
     with pikepdf.open(io.BytesIO(data)) as pdf:
         first = _image(pdf, 0)
         assert first.as_pil_image().tobytes() == rgb

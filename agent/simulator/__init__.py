@@ -1,0 +1,1 @@
+"""Emulated devices for ``--simulate`` and the tests, speaking the real protocols."""
