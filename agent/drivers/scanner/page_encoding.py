@@ -20,8 +20,11 @@ def encode_frame(
     mode: str,
     resolution: int,
     page_format: PageFormat,
+    bilevel: bool = False,
 ) -> ScannedPage:
-    """Encode one raw frame (PIL ``mode`` "L", "RGB" or packed "1") as ``page_format``.
+    """Encode one raw frame (PIL ``mode`` "L" or "RGB", 8 bits) as ``page_format``.
+
+    ``bilevel`` frames (black-and-white scans, 0/255 values) become 1-bit PNGs.
 
     Blocking (Pillow encodes in C); call it through ``ctx.run_blocking``.
     """
@@ -36,11 +39,11 @@ def encode_frame(
         return ScannedPage(index, page_format, img.convert("RGB").tobytes(), width, height, resolution)
     buf = io.BytesIO()
     if page_format == PageFormat.PNG:
+        if bilevel:
+            img = img.convert("1", dither=Image.Dither.NONE)
         img.save(buf, "PNG", dpi=(resolution, resolution), compress_level=1)
     elif page_format == PageFormat.JPEG:
-        (img.convert("L") if mode == "1" else img).save(
-            buf, "JPEG", quality=JPEG_QUALITY, dpi=(resolution, resolution)
-        )
+        img.save(buf, "JPEG", quality=JPEG_QUALITY, dpi=(resolution, resolution))
     else:
         raise DataFormatError(f"unknown page format {page_format}")
     return ScannedPage(index, page_format, buf.getvalue(), width, height, resolution)
