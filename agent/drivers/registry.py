@@ -13,6 +13,9 @@ from agent.drivers.base import DeviceBackend
 from agent.errors import ConfigError
 
 BACKENDS: dict[str, str] = {
+    # document scanners
+    "sane": "agent.drivers.scanner.sane_backend:SaneBackend",
+    "escl": "agent.drivers.scanner.escl_discovery:EsclBackend",
     # simulated devices (``centre-agent run --simulate``)
     "sim-idcard": "agent.simulator.idcard:SimulatedIdCardBackend",
     "sim-fingerprint": "agent.simulator.fingerprint:SimulatedFingerprintBackend",

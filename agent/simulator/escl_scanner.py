@@ -75,6 +75,7 @@ class EmulatorState:
     name: str = "Centre eSCL Emulator"
     uuid: str = field(default_factory=lambda: str(uuid_module.uuid4()))
     sheets: int = 10
+    reload_sheets: int = 0  # > 0: the feeder refills to this after each feeder job (simulator demos)
     jam_after: int | None = None
     cover_open: bool = False
     busy: int = 0
@@ -306,6 +307,8 @@ class EsclEmulatorApp:
             await _respond(send, 503, b"busy", "text/plain", retry_after=True)
             return
         self.state.jobs[job.uuid] = job
+        for old in list(self.state.jobs)[:-16]:  # keep a short history, as devices do
+            del self.state.jobs[old]
         host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "127.0.0.1")
         await _respond(send, 201, location=f"http://{host}/eSCL/ScanJobs/{job.uuid}")
 
@@ -347,6 +350,8 @@ class EsclEmulatorApp:
             if job.pages_done % sides == 0:
                 if state.sheets <= 0:
                     job.state, job.reason = "Completed", "JobCompletedSuccessfully"
+                    if state.reload_sheets > 0:
+                        state.sheets = state.reload_sheets
                     await _respond(send, 404)
                     return
                 state.sheets -= 1
