@@ -124,8 +124,7 @@ def _image_for(page: ScannedPage) -> _Image:
             raise DataFormatError("raw page size does not match its width and height")
         space = "/DeviceGray" if channels == 1 else "/DeviceRGB"
         entries = (
-            f"/Width {page.width} /Height {page.height} /ColorSpace {space}"
-            " /BitsPerComponent 8 /Filter /FlateDecode"
+            f"/Width {page.width} /Height {page.height} /ColorSpace {space} /BitsPerComponent 8 /Filter /FlateDecode"
         )
         return _Image(entries, _flate(page.data), page.width, page.height)
     if page.format == PageFormat.PNG:
@@ -141,10 +140,7 @@ def _image_for(page: ScannedPage) -> _Image:
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise DataFormatError("page is not a readable PNG image") from exc
         bits, space = {"1": (1, "/DeviceGray"), "L": (8, "/DeviceGray"), "RGB": (8, "/DeviceRGB")}[mode]
-        entries = (
-            f"/Width {width} /Height {height} /ColorSpace {space}"
-            f" /BitsPerComponent {bits} /Filter /FlateDecode"
-        )
+        entries = f"/Width {width} /Height {height} /ColorSpace {space} /BitsPerComponent {bits} /Filter /FlateDecode"
         return _Image(entries, _flate(pixels), width, height)
     raise DataFormatError(f"page format {page.format} cannot go into a PDF")
 
@@ -257,9 +253,7 @@ class PdfStreamWriter:
         return out
 
 
-async def stream_pdf(
-    pages: AsyncIterator[ScannedPage], writer: PdfStreamWriter | None = None
-) -> AsyncIterator[bytes]:
+async def stream_pdf(pages: AsyncIterator[ScannedPage], writer: PdfStreamWriter | None = None) -> AsyncIterator[bytes]:
     """Turn a page stream into PDF chunks as the pages arrive.
 
     Pass a ``writer`` to read its :attr:`~PdfStreamWriter.sha256` after the stream ends.

@@ -82,6 +82,7 @@ class EmulatorState:
     vanish_after: int | None = None
     vanished: bool = False
     page_delay: float = 0.0
+    page_comment: str = ""  # embedded in every page's JPEG (privacy canary tests)
     jammed: bool = False
     jobs: dict[str, EmulatedJob] = field(default_factory=dict)
     pages_served: int = 0
@@ -207,27 +208,23 @@ def parse_scan_settings(body: bytes) -> EmulatedJob:
     )
 
 
-def render_page(job: EmulatedJob, number: int) -> bytes:
+def render_page(job: EmulatedJob, number: int, comment: str = "") -> bytes:
     """A synthetic page: white paper, a black frame 1/2 inch in, a grey title bar, a red
     block whose width says the page number, so clients can check what they got."""
     width, height, dpi = job.width_px, job.height_px, job.resolution
     img = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     margin = dpi // 2
-    draw.rectangle(
-        (margin, margin, width - margin, height - margin), outline=(0, 0, 0), width=max(1, dpi // 50)
-    )
+    draw.rectangle((margin, margin, width - margin, height - margin), outline=(0, 0, 0), width=max(1, dpi // 50))
     draw.rectangle((margin, margin, width - margin, margin + dpi // 2), fill=(96, 96, 96))
     unit = max(1, dpi // 10)
     draw.rectangle((margin, margin + dpi, margin + unit * (number + 1), margin + 2 * dpi), fill=(220, 0, 0))
-    draw.text(
-        (margin + unit, margin + dpi // 8), f"centre-devices emulated page {number}", fill=(255, 255, 255)
-    )
+    draw.text((margin + unit, margin + dpi // 8), f"centre-devices emulated page {number}", fill=(255, 255, 255))
     out: Image.Image = img if job.mode == "RGB" else img.convert("L")
     if job.mode == "1":
         out = out.point(lambda v: 255 if v > 128 else 0)
     buf = io.BytesIO()
-    out.save(buf, "JPEG", quality=85, dpi=(dpi, dpi))
+    out.save(buf, "JPEG", quality=85, dpi=(dpi, dpi), comment=comment.encode())
     return buf.getvalue()
 
 
@@ -273,9 +270,7 @@ class EsclEmulatorApp:
         return False
 
     def _set_faults(self, body: bytes) -> None:
-        form = {
-            k: v[-1] for k, v in parse_qs(body.decode("ascii", "replace"), keep_blank_values=True).items()
-        }
+        form = {k: v[-1] for k, v in parse_qs(body.decode("ascii", "replace"), keep_blank_values=True).items()}
         state = self.state
         if "sheets" in form:
             state.sheets = int(form["sheets"])
@@ -291,6 +286,8 @@ class EsclEmulatorApp:
             state.vanish_after = int(form["vanish_after"]) if form["vanish_after"] else None
         if "page_delay" in form:
             state.page_delay = float(form["page_delay"])
+        if "page_comment" in form:
+            state.page_comment = form["page_comment"]
 
     async def _create_job(self, scope: Scope, body: bytes, send: Send) -> None:
         try:
@@ -298,9 +295,7 @@ class EsclEmulatorApp:
         except (InvalidRequestError, ValueError):
             await _respond(send, 400, b"bad ScanSettings", "text/plain")
             return
-        if self.state.cover_open or (
-            job.source == "Feeder" and (self.state.sheets <= 0 or self.state.jammed)
-        ):
+        if self.state.cover_open or (job.source == "Feeder" and (self.state.sheets <= 0 or self.state.jammed)):
             await _respond(send, 409, b"not ready", "text/plain")
             return
         if any(j.state == "Processing" for j in self.state.jobs.values()):
@@ -357,7 +352,7 @@ class EsclEmulatorApp:
                 state.sheets -= 1
         if state.page_delay:
             await asyncio.sleep(state.page_delay)
-        page = await asyncio.to_thread(render_page, job, job.pages_done)
+        page = await asyncio.to_thread(render_page, job, job.pages_done, state.page_comment)
         if state.vanish_after is not None and state.pages_served >= state.vanish_after:
             state.vanished = True
             self.vanished.set()

@@ -24,14 +24,20 @@ class SimulatedScannerBackend(DeviceBackend):
         super().__init__(ctx, options)
         sheets = int(options.get("sheets", 10))
         self.emulator = EsclEmulator(
-            EmulatorState(name="Simulated eSCL scanner", uuid="00000000-0000-4000-8000-5ca11e500001",
-                          sheets=sheets, reload_sheets=sheets))
+            EmulatorState(
+                name="Simulated eSCL scanner",
+                uuid="00000000-0000-4000-8000-5ca11e500001",
+                sheets=sheets,
+                reload_sheets=sheets,
+            )
+        )
         self.device: EsclScanner | None = None
 
     async def start(self) -> None:
         await self.emulator.start()
-        self.device = await probe_escl(self._ctx, self.emulator.url, backend=self.name, connection="simulated",
-                                       stable_key="sim-0")
+        self.device = await probe_escl(
+            self._ctx, self.emulator.url, backend=self.name, connection="simulated", stable_key="sim-0"
+        )
         self._ctx.device_found(self.device)
 
     async def stop(self) -> None:

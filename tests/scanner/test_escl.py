@@ -99,15 +99,11 @@ async def test_adf_multi_page_and_health(ctx: ScannerTestContext, emulator: Emul
     assert ctx.health_changes >= 4
 
 
-async def test_adf_duplex_gives_two_pages_per_sheet(
-    ctx: ScannerTestContext, emulator: EmulatorProcess
-) -> None:
+async def test_adf_duplex_gives_two_pages_per_sheet(ctx: ScannerTestContext, emulator: EmulatorProcess) -> None:
     emulator.set(sheets=2)
     scanner = await _scanner(ctx, emulator)
     pages: list[ScannedPage] = []
-    await _collect(
-        scanner, ScanSettings(source=ScanSource.ADF_DUPLEX, resolution=75, color_mode=ColorMode.GRAY), pages
-    )
+    await _collect(scanner, ScanSettings(source=ScanSource.ADF_DUPLEX, resolution=75, color_mode=ColorMode.GRAY), pages)
     await scanner.close()
     assert len(pages) == 4
     assert all(Image.open(io.BytesIO(p.data)).mode == "L" for p in pages)
@@ -166,9 +162,7 @@ async def test_busy_503_is_retried(ctx: ScannerTestContext, emulator: EmulatorPr
     assert len(pages) == 1
 
 
-async def test_busy_503_that_persists_is_device_busy(
-    ctx: ScannerTestContext, emulator: EmulatorProcess
-) -> None:
+async def test_busy_503_that_persists_is_device_busy(ctx: ScannerTestContext, emulator: EmulatorProcess) -> None:
     emulator.set(busy=50)
     scanner = await _scanner(ctx, emulator)
     scanner.client._busy_retries = 2
@@ -282,9 +276,7 @@ def test_xml_with_dtd_is_refused() -> None:
 
 
 def test_service_url() -> None:
-    assert (
-        service_url("_uscan._tcp.local.", ["127.0.0.1"], 8080, {"rs": "eSCL"}) == "http://127.0.0.1:8080/eSCL"
-    )
+    assert service_url("_uscan._tcp.local.", ["127.0.0.1"], 8080, {"rs": "eSCL"}) == "http://127.0.0.1:8080/eSCL"
     assert service_url("_uscans._tcp.local.", ["::1"], 443, {"rs": "/scan/"}) == "https://[::1]:443/scan"
     with pytest.raises(ValueError):
         service_url("_uscan._tcp.local.", [], 80, {})
@@ -312,9 +304,7 @@ async def test_backend_retries_an_unreachable_configured_url(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    backend = EsclBackend(
-        ctx, {"urls": [f"http://127.0.0.1:{port}/eSCL"], "zeroconf": False, "retry_delay": 0.2}
-    )
+    backend = EsclBackend(ctx, {"urls": [f"http://127.0.0.1:{port}/eSCL"], "zeroconf": False, "retry_delay": 0.2})
     await backend.start()
     try:
         await asyncio.sleep(0.5)

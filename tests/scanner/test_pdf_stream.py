@@ -98,9 +98,7 @@ def test_raw_and_png_pages_are_lossless() -> None:
     grey_img = Image.frombytes("L", (32, 16), bytes(range(256)) * 2)
     png = io.BytesIO()
     grey_img.save(png, "PNG")
-    data, _ = _write(
-        [_page(rgb, 0, 150, PageFormat.RAW_RGB8, 64, 48), _page(png.getvalue(), 1, 100, PageFormat.PNG)]
-    )
+    data, _ = _write([_page(rgb, 0, 150, PageFormat.RAW_RGB8, 64, 48), _page(png.getvalue(), 1, 100, PageFormat.PNG)])
     with pikepdf.open(io.BytesIO(data)) as pdf:
         first = _image(pdf, 0)
         assert first.as_pil_image().tobytes() == rgb

@@ -35,9 +35,7 @@ async def sane_device(sane_config_dir: Path, ctx: ScannerTestContext) -> AsyncIt
             "test_picture": "Solid black",
             **extra,
         }
-        backend = SaneBackend(
-            ctx, {"rescan_interval": 0, "devices": ["test:0"], "device_options": {"test:0": options}}
-        )
+        backend = SaneBackend(ctx, {"rescan_interval": 0, "devices": ["test:0"], "device_options": {"test:0": options}})
         backends.append(backend)
         await backend.start()
         await ctx.wait_for(lambda: "test:0" in ctx.found)
@@ -154,13 +152,9 @@ async def test_unsupported_source(sane_device: Any) -> None:
 
 async def test_grey_and_black_and_white_png_pages(sane_device: Any) -> None:
     device = await sane_device(test_picture="Grid")
-    grey = await _scan(
-        device, ScanSettings(resolution=75, color_mode=ColorMode.GRAY, page_format=PageFormat.PNG)
-    )
+    grey = await _scan(device, ScanSettings(resolution=75, color_mode=ColorMode.GRAY, page_format=PageFormat.PNG))
     bw = await _scan(device, ScanSettings(resolution=75, color_mode=ColorMode.BW, page_format=PageFormat.PNG))
-    raw = await _scan(
-        device, ScanSettings(resolution=75, color_mode=ColorMode.GRAY, page_format=PageFormat.RAW_GRAY8)
-    )
+    raw = await _scan(device, ScanSettings(resolution=75, color_mode=ColorMode.GRAY, page_format=PageFormat.RAW_GRAY8))
     assert Image.open(io.BytesIO(grey[0].data)).mode == "L"
     bw_img = Image.open(io.BytesIO(bw[0].data))
     assert (bw_img.mode, bw_img.size) == ("1", (620, 876))

@@ -261,9 +261,7 @@ class EsclClient:
 
     async def create_job(self, settings: ScanSettings) -> str:
         """POST ScanJobs; returns the job URL. 409 (not ready) is explained from ScannerStatus."""
-        response = await self._request(
-            "POST", f"{self.base_url}/ScanJobs", content=scan_settings_xml(settings)
-        )
+        response = await self._request("POST", f"{self.base_url}/ScanJobs", content=scan_settings_xml(settings))
         if response.status_code == 201:
             location = response.headers.get("location", "")
             if not location:
@@ -295,9 +293,7 @@ class EsclClient:
                         raise DeviceProtocolError("page larger than the accepted maximum")
                 return bytes(body)
         except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise DeviceGoneError(
-                "scanner went away during the scan; the partial page was discarded"
-            ) from exc
+            raise DeviceGoneError("scanner went away during the scan; the partial page was discarded") from exc
 
     async def _next_document_after_busy(self, job_url: str) -> bytes | None:
         response = await self._request("GET", f"{job_url}/NextDocument", in_job=True)
@@ -311,9 +307,7 @@ class EsclClient:
         with contextlib.suppress(AgentError, httpx.HTTPError):
             await self._http.delete(job_url, timeout=3.0)
 
-    async def fault_from_status(
-        self, job_url: str | None, *, pages: int, source: ScanSource
-    ) -> AgentError | None:
+    async def fault_from_status(self, job_url: str | None, *, pages: int, source: ScanSource) -> AgentError | None:
         """Why a job ended or could not start, from ScannerStatus; None when it ended normally."""
         try:
             status = await self.status()

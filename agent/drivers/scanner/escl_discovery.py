@@ -134,9 +134,7 @@ class EsclBackend(DeviceBackend):
                 device = await probe_escl(self._ctx, url, backend=self.name, tls_verify=self._tls_verify)
             except AgentError as exc:
                 if not reported:
-                    self._ctx.logger.warning(
-                        "eSCL scanner %s not reachable yet (%s); will retry", url, exc.reason
-                    )
+                    self._ctx.logger.warning("eSCL scanner %s not reachable yet (%s); will retry", url, exc.reason)
                     reported = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 300.0)
@@ -156,9 +154,7 @@ class EsclBackend(DeviceBackend):
         self._retired.append(device)
         self._spawn(device.close())
 
-    def _on_change(
-        self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
-    ) -> None:
+    def _on_change(self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange) -> None:
         from zeroconf import ServiceStateChange
 
         if state_change == ServiceStateChange.Removed:

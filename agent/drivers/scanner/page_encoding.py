@@ -28,9 +28,7 @@ def encode_frame(
 
     Blocking (Pillow encodes in C); call it through ``ctx.run_blocking``.
     """
-    if (page_format == PageFormat.RAW_GRAY8 and mode == "L") or (
-        page_format == PageFormat.RAW_RGB8 and mode == "RGB"
-    ):
+    if (page_format == PageFormat.RAW_GRAY8 and mode == "L") or (page_format == PageFormat.RAW_RGB8 and mode == "RGB"):
         return ScannedPage(index, page_format, bytes(pixels), width, height, resolution)
     img = Image.frombuffer(mode, (width, height), pixels, "raw", mode, 0, 1)
     if page_format == PageFormat.RAW_GRAY8:

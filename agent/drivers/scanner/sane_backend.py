@@ -126,9 +126,7 @@ def map_sane_error(exc: BaseException, *, pages: int, in_job: bool) -> AgentErro
         return DeviceBusyError("the scanner is busy")
     if status == "IO_ERROR":
         if in_job:
-            return DeviceGoneError(
-                "the scanner stopped answering during the scan; the partial page was discarded"
-            )
+            return DeviceGoneError("the scanner stopped answering during the scan; the partial page was discarded")
         return DeviceUnavailableError("the scanner does not answer")
     if status == "INVAL":
         return InvalidRequestError("the scanner refused these scan settings")
@@ -172,9 +170,7 @@ def describe_options(options: Mapping[str, Any]) -> tuple[ScannerCapabilities, S
     depths = set(depth.constraint) if depth is not None and isinstance(depth.constraint, list) else {8}
     modes: dict[ColorMode, tuple[str, int]] = {}
     mode = options.get("mode")
-    mode_values = (
-        [str(v) for v in mode.constraint] if mode is not None and isinstance(mode.constraint, list) else []
-    )
+    mode_values = [str(v) for v in mode.constraint] if mode is not None and isinstance(mode.constraint, list) else []
     for ours, names in _MODE_NAMES.items():
         for value in mode_values:
             if _match(value, names):
@@ -263,9 +259,7 @@ class SaneScanner(Scanner):
             try:
                 self._handle = await self._ctx.run_blocking(SaneLibrary.open, self.descriptor.address)
             except Exception as exc:
-                error = map_sane_error(exc, pages=0, in_job=False) or DeviceUnavailableError(
-                    "scanner not ready"
-                )
+                error = map_sane_error(exc, pages=0, in_job=False) or DeviceUnavailableError("scanner not ready")
                 raise error from exc
         return self._handle
 
@@ -442,9 +436,7 @@ class SaneBackend(DeviceBackend):
             found = await self._ctx.run_blocking(SaneLibrary.devices)
         except Exception as exc:
             if not self._reported_failure:
-                self._ctx.logger.warning(
-                    "SANE enumeration failed (%s); will retry", sane_status(exc) or "error"
-                )
+                self._ctx.logger.warning("SANE enumeration failed (%s); will retry", sane_status(exc) or "error")
                 self._reported_failure = True
             return
         self._reported_failure = False
@@ -468,9 +460,7 @@ class SaneBackend(DeviceBackend):
         try:
             caps, option_map = await self._ctx.run_blocking(read_options)
         except Exception as exc:
-            self._ctx.logger.info(
-                "SANE device %s could not be opened (%s)", name, sane_status(exc) or "error"
-            )
+            self._ctx.logger.info("SANE device %s could not be opened (%s)", name, sane_status(exc) or "error")
             return
         descriptor = DeviceDescriptor(
             family=DeviceFamily.SCANNER,
