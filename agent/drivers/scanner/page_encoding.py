@@ -9,7 +9,8 @@ from PIL import Image
 from agent.domain.scanner import PageFormat, ScannedPage
 from agent.errors import DataFormatError
 
-JPEG_QUALITY = 85
+#: libjpeg's default, as scanimage uses: good for documents, 25 % smaller than 85.
+JPEG_QUALITY = 75
 
 
 def encode_frame(

@@ -299,6 +299,8 @@ class SaneScanner(Scanner):
 
     def _read_frame(self, handle: Any) -> Frame | None:
         """Start one frame and read it whole (blocking). None when the read was cancelled."""
+        if self._cancelled.is_set():
+            return None
         handle.start()
         expected_lines = handle.get_parameters()[2][1]
         data, width, height, samples, _size = handle.dev.snap(True, False, None)
@@ -329,12 +331,16 @@ class SaneScanner(Scanner):
                 handle = await self._ensure_handle()
                 self._cancelled.clear()
                 await self._ctx.run_blocking(self._configure, handle, settings)
-                while True:
-                    reading = asyncio.ensure_future(self._ctx.run_blocking(self._read_frame, handle))
+                reading = asyncio.ensure_future(self._ctx.run_blocking(self._read_frame, handle))
+                while reading is not None:  # a flatbed job stops after its one page
                     frame = await asyncio.shield(reading)
                     reading = None
                     if frame is None:
                         break
+                    if settings.source != ScanSource.FLATBED:
+                        # the feeder pulls the next sheet while this one is encoded: at most two
+                        # raw frames are held, whatever the number of pages
+                        reading = asyncio.ensure_future(self._ctx.run_blocking(self._read_frame, handle))
                     page = await self._ctx.run_blocking(
                         encode_frame,
                         pages,
@@ -350,8 +356,6 @@ class SaneScanner(Scanner):
                     pages += 1
                     self._health.page_scanned()
                     yield page
-                    if settings.source == ScanSource.FLATBED:
-                        break
                 await self._ctx.run_blocking(handle.cancel)  # ends the batch (SANE requires it)
                 self._health.job_finished()
             except AgentError as exc:
@@ -367,9 +371,11 @@ class SaneScanner(Scanner):
                 await self._after_failure(error, handle)
                 raise error from exc
             finally:
-                if self._health.snapshot().state == DeviceState.BUSY:
-                    # cancelled by the client (task cancelled or generator closed)
+                # still busy here means cancelled by the client (task cancelled or generator closed)
+                cancelled = self._health.snapshot().state == DeviceState.BUSY
+                if cancelled or reading is not None:
                     await self._stop_device(handle, reading)
+                if cancelled:
                     self._health.job_finished()
 
     async def _after_failure(self, error: AgentError, handle: Any) -> None:
@@ -388,6 +394,8 @@ class SaneScanner(Scanner):
         if reading is not None:
             with contextlib.suppress(BaseException):
                 await reading  # the read returns promptly once cancelled
+            with contextlib.suppress(Exception):
+                await self._ctx.run_blocking(handle.cancel)  # and end a frame it may have started
 
 
 class SaneBackend(DeviceBackend):
