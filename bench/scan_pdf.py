@@ -38,7 +38,7 @@ from agent.domain.scanner import ScanSettings, ScanSource  # noqa: E402
 from agent.drivers.scanner.escl_discovery import probe_escl  # noqa: E402
 from agent.drivers.scanner.sane_backend import SaneBackend, SaneScanner  # noqa: E402
 from tests.scanner.conftest import start_emulator, write_sane_config  # noqa: E402
-from tests.scanner.context import ScannerTestContext  # noqa: E402
+from tests.support.context import RecordingContext  # noqa: E402
 
 A4_COLOUR = ScanSettings(resolution=300)
 PICTURE = "Color pattern"
@@ -60,12 +60,12 @@ def scanimage(*args: str) -> float:
     return time.perf_counter() - start
 
 
-async def sane_device(ctx: ScannerTestContext) -> tuple[SaneBackend, SaneScanner]:
+async def sane_device(ctx: RecordingContext) -> tuple[SaneBackend, SaneScanner]:
     backend = SaneBackend(ctx, {"rescan_interval": 0, "devices": ["test:0"],
                                 "device_options": {"test:0": {"test_picture": PICTURE}}})
     await backend.start()
-    await ctx.wait_for(lambda: "test:0" in ctx.found)
-    device = ctx.found["test:0"]
+    await ctx.wait_for(lambda: "test:0" in ctx.devices)
+    device = ctx.devices["test:0"]
     assert isinstance(device, SaneScanner)
     await device.open()
     return backend, device
@@ -84,7 +84,7 @@ async def pdf_of(device: Any, settings: ScanSettings, sink: Callable[[bytes], No
 
 
 async def bench_sane(runs: int, tmp: Path) -> None:
-    ctx = ScannerTestContext(tmp)
+    ctx = RecordingContext(tmp)
     backend, device = await sane_device(ctx)
     try:
         await pdf_of(device, A4_COLOUR, lambda _: None)  # warm up
@@ -158,7 +158,7 @@ class RssSampler:
 
 async def bench_memory(tmp: Path) -> None:
     emulator = start_emulator("--no-zeroconf")
-    ctx = ScannerTestContext(tmp)
+    ctx = RecordingContext(tmp)
     try:
         device = await probe_escl(ctx, emulator.url, backend="escl")
         adf = ScanSettings(source=ScanSource.ADF, resolution=300)

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.scanner.context import ScannerTestContext
+from tests.support.context import RecordingContext
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM_TEST_CONF = Path("/etc/sane.d/test.conf")
@@ -125,8 +125,8 @@ def emulator_factory() -> Iterator[Callable[..., EmulatorProcess]]:
 
 
 @pytest.fixture
-async def ctx(tmp_path: Path) -> AsyncIterator[ScannerTestContext]:
-    context = ScannerTestContext(tmp_path)
+async def ctx(tmp_path: Path) -> AsyncIterator[RecordingContext]:
+    context = RecordingContext(tmp_path)
     yield context
     await context.aclose()
 

@@ -25,12 +25,12 @@ from agent.errors import (
     InvalidRequestError,
 )
 from tests.scanner.conftest import EmulatorProcess
-from tests.scanner.context import ScannerTestContext
+from tests.support.context import RecordingContext
 
 ADF = ScanSettings(source=ScanSource.ADF, resolution=150)
 
 
-async def _scanner(ctx: ScannerTestContext, emulator: EmulatorProcess) -> EsclScanner:
+async def _scanner(ctx: RecordingContext, emulator: EmulatorProcess) -> EsclScanner:
     scanner = await probe_escl(ctx, emulator.url, backend="escl")
     # keep 503 retries quick in tests
     scanner.client._retry_delay = 0.05
@@ -55,7 +55,7 @@ def page_number(page: ScannedPage) -> int:
     return round(red / (dpi // 10)) - 1
 
 
-async def test_capabilities(ctx: ScannerTestContext, emulator: EmulatorProcess) -> None:
+async def test_capabilities(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
     scanner = await _scanner(ctx, emulator)
     try:
         caps = scanner.scanner_capabilities()
@@ -71,7 +71,7 @@ async def test_capabilities(ctx: ScannerTestContext, emulator: EmulatorProcess) 
         await scanner.close()
 
 
-async def test_flatbed_a4_300dpi_colour(ctx: ScannerTestContext, emulator: EmulatorProcess) -> None:
+async def test_flatbed_a4_300dpi_colour(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
     scanner = await _scanner(ctx, emulator)
     pages: list[ScannedPage] = []
     await _collect(scanner, ScanSettings(), pages)
@@ -86,7 +86,7 @@ async def test_flatbed_a4_300dpi_colour(ctx: ScannerTestContext, emulator: Emula
     assert scanner.health().state == DeviceState.READY
 
 
-async def test_adf_multi_page_and_health(ctx: ScannerTestContext, emulator: EmulatorProcess) -> None:
+async def test_adf_multi_page_and_health(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
     emulator.set(sheets=4)
     scanner = await _scanner(ctx, emulator)
     pages: list[ScannedPage] = []
@@ -96,10 +96,10 @@ async def test_adf_multi_page_and_health(ctx: ScannerTestContext, emulator: Emul
     assert [page_number(p) for p in pages] == [0, 1, 2, 3]
     health = scanner.health()
     assert (health.counters["pages_scanned"], health.state) == (4, DeviceState.READY)
-    assert ctx.health_changes >= 4
+    assert len(ctx.health_changes) >= 4
 
 
-async def test_adf_duplex_gives_two_pages_per_sheet(ctx: ScannerTestContext, emulator: EmulatorProcess) -> None:
+async def test_adf_duplex_gives_two_pages_per_sheet(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
     emulator.set(sheets=2)
     scanner = await _scanner(ctx, emulator)
     pages: list[ScannedPage] = []
@@ -109,7 +109,7 @@ async def test_adf_duplex_gives_two_pages_per_sheet(ctx: ScannerTestContext, emu
     assert all(Image.open(io.BytesIO(p.data)).mode == "L" for p in pages)
 
 
-async def test_png_pages_on_request(ctx: ScannerTestContext, emulator: EmulatorProcess) -> None:
+async def test_png_pages_on_request(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
     scanner = await _scanner(ctx, emulator)
     pages: list[ScannedPage] = []
     await _collect(scanner, ScanSettings(resolution=75, page_format=PageFormat.PNG), pages)
@@ -118,7 +118,7 @@ async def test_png_pages_on_request(ctx: ScannerTestContext, emulator: EmulatorP
     assert (img.format, img.size) == ("PNG", (620, 877))
 
 
-async def test_feeder_empty(ctx: ScannerTestContext, emulator: EmulatorProcess) -> None:
+async def test_feeder_empty(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
     emulator.set(sheets=0)
     scanner = await _scanner(ctx, emulator)
     pages: list[ScannedPage] = []
@@ -130,7 +130,7 @@ async def test_feeder_empty(ctx: ScannerTestContext, emulator: EmulatorProcess) 
     assert scanner.health().last_error.startswith("FEEDER_EMPTY")
 
 
-async def test_paper_jam_after_two_pages(ctx: ScannerTestContext, emulator: EmulatorProcess) -> None:
+async def test_paper_jam_after_two_pages(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
     emulator.set(jam_after=2)
     scanner = await _scanner(ctx, emulator)
     pages: list[ScannedPage] = []
@@ -144,7 +144,7 @@ async def test_paper_jam_after_two_pages(ctx: ScannerTestContext, emulator: Emul
     assert health.counters["pages_scanned"] == 2
 
 
-async def test_cover_open(ctx: ScannerTestContext, emulator: EmulatorProcess) -> None:
+async def test_cover_open(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
     emulator.set(cover_open=1)
     scanner = await _scanner(ctx, emulator)
     with pytest.raises(DeviceStateError) as info:
@@ -153,7 +153,7 @@ async def test_cover_open(ctx: ScannerTestContext, emulator: EmulatorProcess) ->
     assert info.value.reason == "COVER_OPEN"
 
 
-async def test_busy_503_is_retried(ctx: ScannerTestContext, emulator: EmulatorProcess) -> None:
+async def test_busy_503_is_retried(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
     emulator.set(busy=3)
     scanner = await _scanner(ctx, emulator)
     pages: list[ScannedPage] = []
@@ -162,7 +162,7 @@ async def test_busy_503_is_retried(ctx: ScannerTestContext, emulator: EmulatorPr
     assert len(pages) == 1
 
 
-async def test_busy_503_that_persists_is_device_busy(ctx: ScannerTestContext, emulator: EmulatorProcess) -> None:
+async def test_busy_503_that_persists_is_device_busy(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
     emulator.set(busy=50)
     scanner = await _scanner(ctx, emulator)
     scanner.client._busy_retries = 2
@@ -173,7 +173,7 @@ async def test_busy_503_that_persists_is_device_busy(ctx: ScannerTestContext, em
 
 
 async def test_device_gone_mid_job_discards_partial_page(
-    ctx: ScannerTestContext, emulator_factory: Callable[..., EmulatorProcess]
+    ctx: RecordingContext, emulator_factory: Callable[..., EmulatorProcess]
 ) -> None:
     private = emulator_factory("--no-zeroconf")
     private.set(vanish_after=2, sheets=5)
@@ -192,7 +192,7 @@ async def test_device_gone_mid_job_discards_partial_page(
 
 
 async def test_cancel_by_closing_the_generator_deletes_the_job(
-    ctx: ScannerTestContext, emulator: EmulatorProcess
+    ctx: RecordingContext, emulator: EmulatorProcess
 ) -> None:
     emulator.set(page_delay=0.3)
     scanner = await _scanner(ctx, emulator)
@@ -211,7 +211,7 @@ async def test_cancel_by_closing_the_generator_deletes_the_job(
     assert len(pages) == 1
 
 
-async def test_cancel_by_task_cancellation(ctx: ScannerTestContext, emulator: EmulatorProcess) -> None:
+async def test_cancel_by_task_cancellation(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
     emulator.set(page_delay=5)
     scanner = await _scanner(ctx, emulator)
     task = asyncio.create_task(_collect(scanner, ADF, []))
@@ -224,7 +224,7 @@ async def test_cancel_by_task_cancellation(ctx: ScannerTestContext, emulator: Em
     await scanner.close()
 
 
-async def test_unsupported_source_is_invalid(ctx: ScannerTestContext, emulator: EmulatorProcess) -> None:
+async def test_unsupported_source_is_invalid(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
     scanner = await _scanner(ctx, emulator)
     object.__setattr__(scanner._caps.scanner, "sources", (ScanSource.FLATBED,))
     with pytest.raises(InvalidRequestError):
@@ -232,7 +232,7 @@ async def test_unsupported_source_is_invalid(ctx: ScannerTestContext, emulator: 
     await scanner.close()
 
 
-async def test_adf_job_to_pdf(ctx: ScannerTestContext, emulator: EmulatorProcess) -> None:
+async def test_adf_job_to_pdf(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
     emulator.set(sheets=3)
     scanner = await _scanner(ctx, emulator)
     pages: list[ScannedPage] = []
@@ -254,7 +254,7 @@ async def test_adf_job_to_pdf(ctx: ScannerTestContext, emulator: EmulatorProcess
     assert len(writer.sha256) == 64
 
 
-async def test_unreachable_scanner(ctx: ScannerTestContext) -> None:
+async def test_unreachable_scanner(ctx: RecordingContext) -> None:
     with pytest.raises(DeviceUnavailableError):
         await probe_escl(ctx, "http://127.0.0.1:9/eSCL", backend="escl")
 
@@ -282,19 +282,19 @@ def test_service_url() -> None:
         service_url("_uscan._tcp.local.", [], 80, {})
 
 
-async def test_backend_with_configured_url(ctx: ScannerTestContext, emulator: EmulatorProcess) -> None:
+async def test_backend_with_configured_url(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
     backend = EsclBackend(ctx, {"urls": [emulator.url], "zeroconf": False})
     await backend.start()
     try:
-        await ctx.wait_for(lambda: len(ctx.found) == 1)
-        (device,) = ctx.found.values()
+        await ctx.wait_for(lambda: len(ctx.devices) == 1)
+        (device,) = ctx.devices.values()
         assert device.descriptor.address == emulator.url
     finally:
         await backend.stop()
 
 
 async def test_backend_retries_an_unreachable_configured_url(
-    ctx: ScannerTestContext,
+    ctx: RecordingContext,
     emulator_factory: Callable[..., EmulatorProcess],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -308,16 +308,16 @@ async def test_backend_retries_an_unreachable_configured_url(
     await backend.start()
     try:
         await asyncio.sleep(0.5)
-        assert ctx.found == {}
+        assert ctx.devices == {}
         emulator_factory("--no-zeroconf", "--port", str(port))
-        await ctx.wait_for(lambda: len(ctx.found) == 1)
+        await ctx.wait_for(lambda: len(ctx.devices) == 1)
         assert sum("not reachable yet" in r.getMessage() for r in caplog.records) == 1
     finally:
         await backend.stop()
 
 
 async def test_zeroconf_discovery_on_loopback(
-    ctx: ScannerTestContext, emulator_factory: Callable[..., EmulatorProcess]
+    ctx: RecordingContext, emulator_factory: Callable[..., EmulatorProcess]
 ) -> None:
     announced = emulator_factory()  # announces _uscan._tcp on 127.0.0.1
     async with httpx.AsyncClient() as http:
@@ -326,11 +326,11 @@ async def test_zeroconf_discovery_on_loopback(
     backend = EsclBackend(ctx, {"zeroconf": True})
     await backend.start()
     try:
-        await ctx.wait_for(lambda: uuid in ctx.found)
-        device = ctx.found[str(uuid)]
+        await ctx.wait_for(lambda: uuid in ctx.devices)
+        device = ctx.devices[str(uuid)]
         assert device.descriptor.address == announced.url
         announced.stop()  # unregisters: the backend reports the device lost
-        await ctx.wait_for(lambda: uuid in ctx.lost)
+        await ctx.wait_for(lambda: any(lost[2] == uuid for lost in ctx.lost))
     finally:
         await backend.stop()
 

@@ -14,11 +14,11 @@ from agent.domain.scanner import ScannedPage, ScanSettings, ScanSource
 from agent.drivers.scanner.escl_discovery import probe_escl
 from agent.errors import AgentError, DeviceStateError
 from tests.scanner.conftest import EmulatorProcess
-from tests.scanner.context import ScannerTestContext
+from tests.support.context import RecordingContext
 
 
 async def test_scanned_pages_never_reach_logs_or_errors(
-    ctx: ScannerTestContext, emulator: EmulatorProcess, caplog: pytest.LogCaptureFixture
+    ctx: RecordingContext, emulator: EmulatorProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
     canary = f"CANARY-CITIZEN-{uuid.uuid4().hex}"
     emulator.set(page_comment=canary, sheets=5, jam_after=3)

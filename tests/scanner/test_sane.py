@@ -17,13 +17,13 @@ from agent.domain.device import DeviceState
 from agent.domain.scanner import ColorMode, PageFormat, ScannedPage, ScanSettings, ScanSource
 from agent.drivers.scanner.sane_backend import SaneBackend, SaneScanner
 from agent.errors import DeviceBusyError, DeviceGoneError, DeviceStateError, InvalidRequestError
-from tests.scanner.context import ScannerTestContext
+from tests.support.context import RecordingContext
 
 ADF = ScanSettings(source=ScanSource.ADF, resolution=75, color_mode=ColorMode.GRAY)
 
 
 @pytest.fixture
-async def sane_device(sane_config_dir: Path, ctx: ScannerTestContext) -> AsyncIterator[Any]:
+async def sane_device(sane_config_dir: Path, ctx: RecordingContext) -> AsyncIterator[Any]:
     """A factory: the ``test:0`` device as the backend found it, with extra SANE options."""
     backends: list[SaneBackend] = []
 
@@ -38,8 +38,8 @@ async def sane_device(sane_config_dir: Path, ctx: ScannerTestContext) -> AsyncIt
         backend = SaneBackend(ctx, {"rescan_interval": 0, "devices": ["test:0"], "device_options": {"test:0": options}})
         backends.append(backend)
         await backend.start()
-        await ctx.wait_for(lambda: "test:0" in ctx.found)
-        device = ctx.found.pop("test:0")
+        await ctx.wait_for(lambda: "test:0" in ctx.devices)
+        device = ctx.devices.pop("test:0")
         assert isinstance(device, SaneScanner)
         await device.open()
         return device
@@ -53,12 +53,12 @@ async def _scan(device: SaneScanner, settings: ScanSettings) -> list[ScannedPage
     return [page async for page in device.scan(settings)]
 
 
-async def test_enumeration_and_capabilities(sane_config_dir: Path, ctx: ScannerTestContext) -> None:
+async def test_enumeration_and_capabilities(sane_config_dir: Path, ctx: RecordingContext) -> None:
     backend = SaneBackend(ctx, {"rescan_interval": 0})
     await backend.start()
     try:
-        await ctx.wait_for(lambda: {"test:0", "test:1"} <= set(ctx.found))
-        device = ctx.found["test:0"]
+        await ctx.wait_for(lambda: {"test:0", "test:1"} <= set(ctx.devices))
+        device = ctx.devices["test:0"]
         assert isinstance(device, SaneScanner)
         caps = device.scanner_capabilities()
         assert caps.sources == (ScanSource.FLATBED, ScanSource.ADF)
@@ -71,7 +71,7 @@ async def test_enumeration_and_capabilities(sane_config_dir: Path, ctx: ScannerT
         await backend.stop()
 
 
-async def test_enumeration_does_not_block_the_loop(sane_config_dir: Path, ctx: ScannerTestContext) -> None:
+async def test_enumeration_does_not_block_the_loop(sane_config_dir: Path, ctx: RecordingContext) -> None:
     calls: list[str] = []
     original = ctx.run_blocking
 

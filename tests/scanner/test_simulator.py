@@ -10,15 +10,15 @@ from agent.domain.scanner import ColorMode, ScanSettings, ScanSource
 from agent.drivers.registry import load_backend_class
 from agent.drivers.scanner.escl import EsclScanner
 from agent.simulator.scanner import SimulatedScannerBackend
-from tests.scanner.context import ScannerTestContext
+from tests.support.context import RecordingContext
 
 
-async def test_simulated_scanner_runs_the_escl_code(ctx: ScannerTestContext) -> None:
+async def test_simulated_scanner_runs_the_escl_code(ctx: RecordingContext) -> None:
     assert load_backend_class("sim-scanner") is SimulatedScannerBackend
     backend = SimulatedScannerBackend(ctx, {"sheets": 3})
     await backend.start()
     try:
-        device = ctx.found["sim-0"]
+        device = ctx.devices["sim-0"]
         assert isinstance(device, EsclScanner)
         assert device.descriptor.connection == "simulated"
         assert device.descriptor.address.startswith("http://127.0.0.1:")
