@@ -11,7 +11,8 @@ What it does: a platen and an automatic document feeder (``sheets`` sheets, dupl
 capable), synthetic A4 pages drawn with Pillow and sent as JPEG at the requested
 resolution and colour mode. Faults are injected through ``POST /emulator/faults``
 (form-encoded): ``jam_after=N`` (the feeder jams after N pages), ``cover_open=1``,
-``busy=N`` (the next N requests answer 503), ``vanish_after=N`` (after N pages the
+``busy=N`` (the next N requests answer 503), ``busy_pages=N`` (the next N NextDocument
+requests answer 503, as a scanner still warming up does), ``vanish_after=N`` (after N pages the
 next page is cut off mid-body and the emulator stops answering), ``sheets=N``
 reloads the feeder, ``page_delay=S`` slows each page down.
 """
@@ -79,6 +80,7 @@ class EmulatorState:
     jam_after: int | None = None
     cover_open: bool = False
     busy: int = 0
+    busy_pages: int = 0
     vanish_after: int | None = None
     vanished: bool = False
     page_delay: float = 0.0
@@ -282,6 +284,8 @@ class EsclEmulatorApp:
             state.cover_open = form["cover_open"] == "1"
         if "busy" in form:
             state.busy = int(form["busy"])
+        if "busy_pages" in form:
+            state.busy_pages = int(form["busy_pages"])
         if "vanish_after" in form:
             state.vanish_after = int(form["vanish_after"]) if form["vanish_after"] else None
         if "page_delay" in form:
@@ -323,6 +327,10 @@ class EsclEmulatorApp:
 
     async def _next_document(self, job: EmulatedJob, send: Send) -> None:
         state = self.state
+        if state.busy_pages > 0:
+            state.busy_pages -= 1
+            await _respond(send, 503, b"busy", "text/plain", retry_after=True)
+            return
         if job.state != "Processing":
             await _respond(send, 404)
             return

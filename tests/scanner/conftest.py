@@ -63,7 +63,16 @@ class EmulatorProcess:
         assert response.status_code == 204
 
     def reset(self, sheets: int = 10) -> None:
-        self.set(sheets=sheets, jam_after=None, cover_open=0, busy=0, vanish_after=None, page_delay=0, page_comment="")
+        self.set(
+            sheets=sheets,
+            jam_after=None,
+            cover_open=0,
+            busy=0,
+            busy_pages=0,
+            vanish_after=None,
+            page_delay=0,
+            page_comment="",
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:

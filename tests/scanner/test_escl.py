@@ -10,6 +10,7 @@ import httpx
 import pikepdf
 import pytest
 from PIL import Image
+from zeroconf.asyncio import AsyncServiceInfo
 
 from agent.documents.pdf_stream import PdfStreamWriter, stream_pdf
 from agent.domain.device import DeviceState
@@ -160,6 +161,15 @@ async def test_busy_503_is_retried(ctx: RecordingContext, emulator: EmulatorProc
     await _collect(scanner, ScanSettings(resolution=75), pages)
     await scanner.close()
     assert len(pages) == 1
+
+
+async def test_busy_503_on_next_document_is_retried(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
+    emulator.set(busy_pages=2, sheets=2)
+    scanner = await _scanner(ctx, emulator)
+    pages: list[ScannedPage] = []
+    await _collect(scanner, ADF, pages)
+    await scanner.close()
+    assert [page_number(p) for p in pages] == [0, 1]
 
 
 async def test_busy_503_that_persists_is_device_busy(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
@@ -329,6 +339,19 @@ async def test_zeroconf_discovery_on_loopback(
         await ctx.wait_for(lambda: uuid in ctx.devices)
         device = ctx.devices[str(uuid)]
         assert device.descriptor.address == announced.url
+        info = AsyncServiceInfo("_uscan._tcp.local.", f"Centre eSCL Emulator {announced.port}._uscan._tcp.local.")
+        assert await info.async_request((await ctx.zeroconf()).zeroconf, 3000)
+        txt = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
+        assert {k: txt[k] for k in ("rs", "pdl", "cs", "is", "duplex", "uuid")} == {
+            "rs": "eSCL",
+            "pdl": "image/jpeg",
+            "cs": "color,grayscale,binary",
+            "is": "platen,adf",
+            "duplex": "T",
+            "uuid": uuid,
+        }
+        assert txt["vers"]
+        assert info.parsed_addresses() == ["127.0.0.1"]
         announced.stop()  # unregisters: the backend reports the device lost
         await ctx.wait_for(lambda: any(lost[2] == uuid for lost in ctx.lost))
     finally:

@@ -206,3 +206,16 @@ async def test_a4_page_to_pdf(sane_device: Any) -> None:
         assert len(doc.pages) == 1
         assert [float(v) for v in doc.pages[0].MediaBox] == pytest.approx([0, 0, 595.2, 841.68])
     assert len(writer.sha256) == 64
+
+
+async def test_a_device_no_longer_enumerated_is_reported_lost(sane_config_dir: Path, ctx: RecordingContext) -> None:
+    backend = SaneBackend(ctx, {"rescan_interval": 0})
+    await backend.start()
+    try:
+        await ctx.wait_for(lambda: {"test:0", "test:1"} <= set(ctx.devices))
+        backend._only = {"test:0"}  # as if test:1 had been unplugged
+        await backend.enumerate()
+        assert "test:1" not in ctx.devices
+        assert [lost[2] for lost in ctx.lost] == ["test:1"]
+    finally:
+        await backend.stop()
