@@ -293,7 +293,7 @@ class SaneScanner(Scanner):
             handle.br_y = float(min(settings.height_mm, self._caps.max_height_mm or settings.height_mm))
         for name, value in self._extra.items():
             try:
-                setattr(handle, name, value)
+                setattr(handle, name.replace("-", "_"), value)  # python-sane spells "-" as "_"
             except (AttributeError, TypeError, ValueError) as exc:
                 raise ConfigError(f"SANE option {name!r} of {self.descriptor.address} was refused") from exc
 
