@@ -84,6 +84,7 @@ class EmulatorState:
     vanish_after: int | None = None
     vanished: bool = False
     page_delay: float = 0.0
+    location_host: str = ""  # host to put in Location instead of the request's (real devices do)
     page_comment: str = ""  # embedded in every page's JPEG (privacy canary tests)
     jammed: bool = False
     jobs: dict[str, EmulatedJob] = field(default_factory=dict)
@@ -290,6 +291,8 @@ class EsclEmulatorApp:
             state.vanish_after = int(form["vanish_after"]) if form["vanish_after"] else None
         if "page_delay" in form:
             state.page_delay = float(form["page_delay"])
+        if "location_host" in form:
+            state.location_host = form["location_host"]
         if "page_comment" in form:
             state.page_comment = form["page_comment"]
 
@@ -308,7 +311,9 @@ class EsclEmulatorApp:
         self.state.jobs[job.uuid] = job
         for old in list(self.state.jobs)[:-16]:  # keep a short history, as devices do
             del self.state.jobs[old]
-        host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "127.0.0.1")
+        host = self.state.location_host or next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "127.0.0.1"
+        )
         await _respond(send, 201, location=f"http://{host}/eSCL/ScanJobs/{job.uuid}")
 
     async def _job_request(self, method: str, rest: str, send: Send) -> None:

@@ -72,6 +72,7 @@ class EmulatorProcess:
             vanish_after=None,
             page_delay=0,
             page_comment="",
+            location_host="",
         )
 
     def stop(self) -> None:

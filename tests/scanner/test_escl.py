@@ -172,6 +172,15 @@ async def test_busy_503_on_next_document_is_retried(ctx: RecordingContext, emula
     assert [page_number(p) for p in pages] == [0, 1]
 
 
+async def test_location_with_a_foreign_host_is_not_followed(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
+    emulator.set(location_host="scanner-7.invalid:631")
+    scanner = await _scanner(ctx, emulator)
+    pages: list[ScannedPage] = []
+    await _collect(scanner, ScanSettings(resolution=75), pages)
+    await scanner.close()
+    assert len(pages) == 1
+
+
 async def test_busy_503_that_persists_is_device_busy(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
     emulator.set(busy=50)
     scanner = await _scanner(ctx, emulator)

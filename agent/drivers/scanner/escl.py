@@ -266,7 +266,12 @@ class EsclClient:
             location = response.headers.get("location", "")
             if not location:
                 raise DeviceProtocolError("ScanJobs answered 201 without a Location")
-            return str(httpx.URL(self.base_url + "/").join(location))
+            # Only the path is used: devices often put a host name in Location that this PC cannot
+            # resolve (or another address altogether); the job lives where the scanner answered.
+            path = httpx.URL(location).path
+            if not path.startswith("/"):
+                path = httpx.URL(self.base_url + "/").join(location).path
+            return str(httpx.URL(self.base_url).copy_with(path=path.rstrip("/"), query=None))
         if response.status_code == 409:
             raise await self.fault_from_status(None, pages=0, source=settings.source) or DeviceStateError(
                 "scanner is not ready to scan", reason="NOT_READY"

@@ -240,6 +240,10 @@ class SaneScanner(Scanner):
         self._job_lock = asyncio.Lock()
         self._cancelled = threading.Event()
 
+    @property
+    def scanning(self) -> bool:
+        return self._job_lock.locked()
+
     def capabilities(self) -> Capabilities:
         features = {"sane", "usb"}
         if ScanSource.ADF in self._caps.sources:
@@ -439,7 +443,10 @@ class SaneBackend(DeviceBackend):
             await asyncio.sleep(self._interval)
 
     async def enumerate(self) -> None:
-        """One enumeration: report new devices, and lost ones."""
+        """One enumeration: report new devices, and lost ones. Skipped while a job runs, so
+        probing never competes with a scan on the same bus."""
+        if any(device.scanning for device in self._devices.values()):
+            return
         try:
             found = await self._ctx.run_blocking(SaneLibrary.devices)
         except Exception as exc:
