@@ -84,6 +84,7 @@ class EmulatorState:
     vanish_after: int | None = None
     vanished: bool = False
     page_delay: float = 0.0
+    empty_platen: bool = False  # a platen job ends without a page (a broken lamp, say)
     location_host: str = ""  # host to put in Location instead of the request's (real devices do)
     page_comment: str = ""  # embedded in every page's JPEG (privacy canary tests)
     jammed: bool = False
@@ -291,6 +292,8 @@ class EsclEmulatorApp:
             state.vanish_after = int(form["vanish_after"]) if form["vanish_after"] else None
         if "page_delay" in form:
             state.page_delay = float(form["page_delay"])
+        if "empty_platen" in form:
+            state.empty_platen = form["empty_platen"] == "1"
         if "location_host" in form:
             state.location_host = form["location_host"]
         if "page_comment" in form:
@@ -340,7 +343,7 @@ class EsclEmulatorApp:
             await _respond(send, 404)
             return
         if job.source == "Platen":
-            if job.pages_done >= 1:
+            if job.pages_done >= 1 or state.empty_platen:
                 job.state, job.reason = "Completed", "JobCompletedSuccessfully"
                 await _respond(send, 404)
                 return

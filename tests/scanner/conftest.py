@@ -73,6 +73,7 @@ class EmulatorProcess:
             page_delay=0,
             page_comment="",
             location_host="",
+            empty_platen=0,
         )
 
     def stop(self) -> None:

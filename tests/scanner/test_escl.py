@@ -181,6 +181,15 @@ async def test_location_with_a_foreign_host_is_not_followed(ctx: RecordingContex
     assert len(pages) == 1
 
 
+async def test_a_job_without_any_page_is_an_error(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
+    emulator.set(empty_platen=1)
+    scanner = await _scanner(ctx, emulator)
+    with pytest.raises(DeviceProtocolError):
+        await _collect(scanner, ScanSettings(resolution=75), [])
+    await scanner.close()
+    assert scanner.health().last_error.startswith("PROTOCOL_ERROR")
+
+
 async def test_busy_503_that_persists_is_device_busy(ctx: RecordingContext, emulator: EmulatorProcess) -> None:
     emulator.set(busy=50)
     scanner = await _scanner(ctx, emulator)

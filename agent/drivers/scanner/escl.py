@@ -316,8 +316,11 @@ class EsclClient:
         """Why a job ended or could not start, from ScannerStatus; None when it ended normally."""
         try:
             status = await self.status()
-        except DeviceUnavailableError as exc:
-            return DeviceGoneError("scanner went away during the scan") if job_url else exc
+        except AgentError as exc:
+            if job_url is None:
+                return exc
+            # the job already ended with a 404: its pages were delivered whole
+            return None if pages else DeviceGoneError("scanner went away during the scan")
         job = status.job(job_url) if job_url else None
         fault = _ADF_FAULTS.get(status.adf_state) if source != ScanSource.FLATBED else None
         if fault is not None and fault[0] == "FEEDER_EMPTY" and pages > 0:
@@ -396,6 +399,8 @@ class EsclScanner(Scanner):
                 fault = await self._client.fault_from_status(job_url, pages=pages, source=settings.source)
                 if fault is not None:
                     raise fault
+                if not pages:
+                    raise DeviceProtocolError("the scanner ended the job without a page")
                 finished = True
                 self._health.job_finished()
             except DataFormatError as exc:
