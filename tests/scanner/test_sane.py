@@ -15,7 +15,7 @@ from PIL import Image
 from agent.documents.pdf_stream import PdfStreamWriter, stream_pdf
 from agent.domain.device import DeviceState
 from agent.domain.scanner import ColorMode, PageFormat, ScannedPage, ScanSettings, ScanSource
-from agent.drivers.scanner.sane_backend import SaneBackend, SaneScanner
+from agent.drivers.scanner.sane_backend import SaneBackend, SaneScanner, describe_options
 from agent.errors import DeviceBusyError, DeviceGoneError, DeviceStateError, InvalidRequestError
 from tests.support.context import RecordingContext
 
@@ -219,3 +219,35 @@ async def test_a_device_no_longer_enumerated_is_reported_lost(sane_config_dir: P
         assert [lost[2] for lost in ctx.lost] == ["test:1"]
     finally:
         await backend.stop()
+
+
+def test_options_of_other_devices() -> None:
+    """Capabilities from option sets unlike the test backend's (names as real backends spell them)."""
+
+    class Option:
+        def __init__(self, constraint: object, unit: int = 0) -> None:
+            self.constraint = constraint
+            self.unit = unit
+
+    caps, option_map = describe_options(
+        {
+            "source": Option(["Flatbed", "ADF Front", "ADF Duplex"]),
+            "mode": Option(["Lineart", "Gray", "Color"]),
+            "resolution": Option([100, 200, 300, 600]),
+            "br_x": Option((0.0, 215.9, 0.0), unit=3),
+            "br_y": Option((0.0, 355.6, 0.0), unit=3),
+        }
+    )
+    assert caps.sources == (ScanSource.FLATBED, ScanSource.ADF, ScanSource.ADF_DUPLEX)
+    assert caps.color_modes == (ColorMode.COLOR, ColorMode.GRAY, ColorMode.BW)
+    assert caps.resolutions == (100, 200, 300, 600)
+    assert (caps.max_width_mm, caps.max_height_mm) == (215.9, 355.6)
+    assert option_map.modes[ColorMode.BW] == ("Lineart", 1)
+    assert option_map.sources[ScanSource.ADF_DUPLEX] == "ADF Duplex"
+    assert option_map.has_geometry
+
+    bare, bare_map = describe_options({"resolution": Option((50.0, 400.0, 1.0))})
+    assert bare.sources == (ScanSource.FLATBED,)
+    assert bare.resolutions == (75, 100, 150, 200, 300, 400)
+    assert (bare.max_width_mm, bare.max_height_mm) == (210.0, 297.0)
+    assert not bare_map.has_geometry

@@ -199,15 +199,16 @@ def describe_options(options: Mapping[str, Any]) -> tuple[ScannerCapabilities, S
         sources=tuple(s for s in ScanSource if s in sources),
         resolutions=resolutions,
         color_modes=tuple(m for m in ColorMode if m in modes),
-        max_width_mm=round(extent("br_x"), 1),
-        max_height_mm=round(extent("br_y"), 1),
+        # a device without a settable scan area in mm scans its own fixed area: declare A4
+        max_width_mm=round(extent("br_x"), 1) or 210.0,
+        max_height_mm=round(extent("br_y"), 1) or 297.0,
         formats=(PageFormat.JPEG, PageFormat.PNG, PageFormat.RAW_GRAY8, PageFormat.RAW_RGB8),
     )
     option_map = SaneOptionMap(
         sources=sources,
         modes=modes,
         has_depth=depth is not None,
-        has_geometry="br_x" in options and "br_y" in options,
+        has_geometry=extent("br_x") > 0 and extent("br_y") > 0,
     )
     return caps, option_map
 
