@@ -31,6 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -192,6 +194,56 @@ async def bench_memory(tmp: Path) -> None:
         await ctx.aclose()
 
 
+async def bench_through_agent(runs: int, tmp: Path) -> None:
+    """The client's view: an agent process with the ``sane`` backend, Scan over gRPC (unix socket)."""
+    from agent.client import AgentClient
+    from centre.agent.v1 import common_pb2 as cpb
+    from centre.agent.v1 import scanner_pb2 as spb
+    from tests.support.agent_process import start_agent
+
+    config = tmp / "agent.toml"
+    config.write_text('[drivers.sane]\nrescan_interval = 0\ndevices = ["test:0"]\n'
+                      f'[drivers.sane.device_options."test:0"]\ntest_picture = "{PICTURE}"\n')
+    (tmp / "agent").mkdir()
+    agent = start_agent(tmp / "agent", simulate=False, config=config,
+                        env={"SANE_CONFIG_DIR": os.environ["SANE_CONFIG_DIR"]})
+    try:
+        request = spb.ScanRequest(device=cpb.DeviceRef(device_id=""), resolution=300,
+                                  color_mode=spb.COLOR_MODE_COLOR, pdf=True)
+        async with AgentClient.connect(str(agent.socket), "bench") as client:
+
+            async def scan_once() -> tuple[float, int, str]:
+                start = time.perf_counter()
+                size, digest = 0, ""
+                async for update in client.scanner.Scan(request):
+                    which = update.WhichOneof("update")
+                    if which == "pdf_chunk":
+                        size += len(update.pdf_chunk)
+                    elif which == "completed":
+                        digest = update.completed.sha256
+                return time.perf_counter() - start, size, digest
+
+            for _ in range(100):  # wait for the device to be enumerated and opened
+                try:
+                    await scan_once()
+                    break
+                except grpc.aio.AioRpcError:
+                    await asyncio.sleep(0.1)
+            ours, base = [], []
+            for _ in range(runs):
+                elapsed, size, digest = await scan_once()
+                assert size > 0
+                assert len(digest) == 64
+                ours.append(elapsed)
+                base.append(scanimage("--format=pdf", "-o", str(tmp / "base.pdf")))
+        o, b = statistics.median(ours), statistics.median(base)
+        print(f"A4 300 dpi colour -> PDF at the client (agent process, gRPC, unix socket): ours {o * 1000:.0f} ms, "
+              f"scanimage --format=pdf {b * 1000:.0f} ms, ratio {o / b:.2f}x median, "
+              f"{min(ours) / min(base):.2f}x best-of-{runs} (target <= 1.3x)")
+    finally:
+        agent.stop()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
@@ -201,6 +253,7 @@ async def main() -> None:
         os.environ["SANE_CONFIG_DIR"] = str(write_sane_config(tmp / "sane"))
         await bench_memory(tmp)  # first, so the RSS figures are not the SANE run's high-water mark
         await bench_sane(args.runs, tmp)
+        await bench_through_agent(args.runs, tmp)
 
 
 if __name__ == "__main__":

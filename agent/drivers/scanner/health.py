@@ -43,7 +43,9 @@ class ScannerHealth:
     def _set(self, state: DeviceState, condition: Condition | None = None) -> None:
         changed = state != self._state or condition != self._condition
         if state != self._state:
-            self._log.info("scanner %s: %s -> %s", self._name, self._state, state)
+            # ready <-> busy happens every job: only a change into or out of error is news
+            level = logging.INFO if DeviceState.ERROR in (state, self._state) else logging.DEBUG
+            self._log.log(level, "scanner %s: %s -> %s", self._name, self._state, state)
         self._state, self._condition = state, condition
         if changed:
             self._notify()
