@@ -9,6 +9,7 @@ import hashlib
 import json
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.scanner.conftest import EmulatorProcess
@@ -54,3 +55,29 @@ def test_agent_scans_from_a_configured_escl_scanner_and_leaks_no_page(
     for path in agent.state_dir.rglob("*"):
         if path.is_file():
             assert canary.encode() not in path.read_bytes(), path
+
+
+def test_scanner_gone_mid_job_is_reported_with_the_partial_page_discarded(
+    tmp_path: Path, emulator_factory: Callable[..., EmulatorProcess]
+) -> None:
+    private = emulator_factory("--no-zeroconf")
+    private.set(sheets=3, vanish_after=1)
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[drivers.escl]\nzeroconf = false\nurls = ["{private.url}"]\n')
+    agent = start_agent(tmp_path, simulate=False, config=config)
+    try:
+        out = tmp_path / "dossier.pdf"
+        result = None
+        for _ in range(50):  # until the backend has probed the scanner
+            result = agent.cli("scan", "--source", "adf", "--resolution", "75", "--output", str(out), "--json")
+            if result.stdout:
+                break
+        assert result is not None
+        report = json.loads(result.stdout)
+        assert report["state"] == "failed"
+        assert report["reason"] == "DEVICE_GONE"
+        assert report["partial_discarded"] is True
+        assert report["pages"] == 1
+        assert not out.exists()
+    finally:
+        agent.stop()
