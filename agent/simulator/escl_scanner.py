@@ -425,6 +425,16 @@ def txt_record(state: EmulatorState) -> dict[str, str]:
     }
 
 
+class _VanishFilter(logging.Filter):
+    """The emulated disappearance aborts a response on purpose: not an error worth a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ConnectionAbortedError))
+
+
+logging.getLogger("uvicorn.error").addFilter(_VanishFilter())
+
+
 class _EmbeddedServer(uvicorn.Server):
     """uvicorn without its signal handlers: the emulator lives inside other programs."""
 
