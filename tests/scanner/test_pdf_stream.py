@@ -155,3 +155,13 @@ async def test_stream_emits_each_page_before_the_next_arrives() -> None:
     assert writer.sha256 == hashlib.sha256(received).hexdigest()
     with pikepdf.open(io.BytesIO(received)) as pdf:
         assert [p.get_images()["/Im0"].Width for p in pdf.pages] == [100, 101, 102]
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=64))
+def test_any_bytes_are_a_page_or_a_data_format_error(data: bytes) -> None:
+    for prefix in (b"", b"\xff\xd8", b"\xff\xd8\xff\xc0\x00\x11"):
+        try:
+            read_jpeg_info(prefix + data)
+        except DataFormatError:
+            continue
