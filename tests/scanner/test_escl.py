@@ -381,3 +381,20 @@ async def test_client_against_plain_http_errors(emulator: EmulatorProcess) -> No
     with pytest.raises(DeviceProtocolError):
         await client.capabilities()
     await client.aclose()
+
+
+async def test_a_scanner_announced_twice_is_lost_with_its_last_announcement(
+    ctx: RecordingContext, emulator: EmulatorProcess
+) -> None:
+    from zeroconf import ServiceStateChange
+
+    backend = EsclBackend(ctx, {"zeroconf": False})
+    device = await probe_escl(ctx, emulator.url, backend="escl")
+    key = device.descriptor.stable_key
+    backend._devices[key] = device
+    backend._services = {"Emu._uscan._tcp.local.": key, "Emu._uscans._tcp.local.": key}
+    backend._on_change(None, "_uscans._tcp.local.", "Emu._uscans._tcp.local.", ServiceStateChange.Removed)  # type: ignore[arg-type]
+    assert ctx.lost == []
+    backend._on_change(None, "_uscan._tcp.local.", "Emu._uscan._tcp.local.", ServiceStateChange.Removed)  # type: ignore[arg-type]
+    assert [lost[2] for lost in ctx.lost] == [key]
+    await backend.stop()

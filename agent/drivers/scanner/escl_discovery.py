@@ -159,7 +159,9 @@ class EsclBackend(DeviceBackend):
 
         if state_change == ServiceStateChange.Removed:
             key = self._services.pop(name, None)
-            if key is not None:
+            # a scanner announces itself once per protocol (_uscan and _uscans): it is gone
+            # when its last announcement is
+            if key is not None and key not in self._services.values():
                 device = self._devices.pop(key, None)
                 self._ctx.device_lost(DeviceFamily.SCANNER, self.name, key, "DNS-SD service removed")
                 if device is not None:
@@ -180,6 +182,12 @@ class EsclBackend(DeviceBackend):
             )
             for k, v in info.properties.items()
         }
+        known = properties.get("uuid", "")
+        if known and known in self._devices:
+            # the same scanner seen again (other protocol, updated TXT): keep the device
+            # object, which may be running a job
+            self._services[name] = known
+            return
         try:
             url = service_url(service_type, info.parsed_scoped_addresses(), info.port or 0, properties)
         except ValueError:
@@ -195,5 +203,9 @@ class EsclBackend(DeviceBackend):
         except AgentError as exc:
             self._ctx.logger.info("eSCL service %s at %s did not answer (%s)", name, url, exc.reason)
             return
-        self._services[name] = device.descriptor.stable_key
+        key = device.descriptor.stable_key
+        self._services[name] = key
+        if key in self._devices:
+            await device.close()
+            return
         self._adopt(device)
