@@ -13,6 +13,8 @@ from agent.drivers.base import DeviceBackend
 from agent.errors import ConfigError
 
 BACKENDS: dict[str, str] = {
+    # chip ID-card readers
+    "pcsc": "agent.drivers.idcard.reader:PcscBackend",
     # document scanners
     "sane": "agent.drivers.scanner.sane_backend:SaneBackend",
     "escl": "agent.drivers.scanner.escl_discovery:EsclBackend",
