@@ -398,3 +398,30 @@ async def test_a_scanner_announced_twice_is_lost_with_its_last_announcement(
     backend._on_change(None, "_uscan._tcp.local.", "Emu._uscan._tcp.local.", ServiceStateChange.Removed)  # type: ignore[arg-type]
     assert [lost[2] for lost in ctx.lost] == [key]
     await backend.stop()
+
+
+async def test_idle_status_polls_show_faults_and_offline(
+    ctx: RecordingContext, emulator_factory: Callable[..., EmulatorProcess]
+) -> None:
+    private = emulator_factory("--no-zeroconf")
+    scanner = await probe_escl(ctx, private.url, backend="escl", status_interval=0.05)
+    await scanner.open()  # starts the idle poller
+    try:
+        private.set(cover_open=1)
+        await ctx.wait_for(lambda: [c.code for c in scanner.health().conditions] == ["cover-open"])
+        assert scanner.health().state == DeviceState.ERROR
+        private.set(cover_open=0)
+        await ctx.wait_for(lambda: scanner.health().state == DeviceState.READY)
+
+        private.set(jam_after=0, sheets=3)
+        with pytest.raises(DeviceStateError):
+            await _collect(scanner, ADF, [])
+        await scanner.poll_status()  # the jam is still in the feeder
+        assert [c.code for c in scanner.health().conditions] == ["media-jam"]
+        private.set(sheets=3, jam_after=None)  # cleared and reloaded
+        await ctx.wait_for(lambda: scanner.health().state == DeviceState.READY)
+
+        private.stop()
+        await ctx.wait_for(lambda: [c.code for c in scanner.health().conditions] == ["offline"])
+    finally:
+        await scanner.close()

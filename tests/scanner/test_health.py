@@ -35,7 +35,7 @@ def test_health_transitions_and_logging(caplog: pytest.LogCaptureFixture) -> Non
     assert health.snapshot().state == DeviceState.READY  # busy is not a fault of the device
     health.job_failed(DeviceGoneError("gone"))
     assert [c.code for c in health.snapshot().conditions] == ["offline"]
-    health.reachable(True)
+    health.observed(reachable=True)
     assert health.snapshot().state == DeviceState.READY
     info = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert info == [

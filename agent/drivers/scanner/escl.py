@@ -338,13 +338,20 @@ class EsclScanner(Scanner):
     """One eSCL scanner."""
 
     def __init__(
-        self, descriptor: DeviceDescriptor, ctx: DriverContext, client: EsclClient, caps: EsclCapabilities
+        self,
+        descriptor: DeviceDescriptor,
+        ctx: DriverContext,
+        client: EsclClient,
+        caps: EsclCapabilities,
+        status_interval: float = 60.0,
     ) -> None:
         super().__init__(descriptor, ctx)
         self._client = client
         self._caps = caps
         self._health = ScannerHealth(descriptor.name, ctx.logger, lambda: ctx.health_changed(self))
         self._job_lock = asyncio.Lock()
+        self._status_interval = status_interval
+        self._poller: asyncio.Task[None] | None = None
 
     @property
     def client(self) -> EsclClient:
@@ -364,15 +371,39 @@ class EsclScanner(Scanner):
     def health(self) -> DeviceHealth:
         return self._health.snapshot()
 
-    def set_reachable(self, ok: bool, reason: str = "") -> None:
-        self._health.reachable(ok, reason)
-
     async def open(self) -> None:
+        """Check the scanner answers, then watch its status while idle (every ``status_interval``
+        seconds; 0 = never), so an offline scanner or a pending jam shows in health without a job."""
         await self._client.status()
+        if self._status_interval > 0 and self._poller is None:
+            self._poller = asyncio.get_running_loop().create_task(self._watch_status())
 
     async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
         with contextlib.suppress(Exception):
             await self._client.aclose()
+
+    async def poll_status(self) -> None:
+        """One idle status poll (skipped while a job runs)."""
+        if self._job_lock.locked():
+            return
+        try:
+            status = await self._client.status()
+        except AgentError:
+            self._health.observed(reachable=False)
+            return
+        fault = _ADF_FAULTS.get(status.adf_state)
+        error = DeviceStateError(fault[1], reason=fault[0]) if fault else None
+        self._health.observed(reachable=True, fault=error)
+
+    async def _watch_status(self) -> None:
+        while True:
+            await asyncio.sleep(self._status_interval)
+            await self.poll_status()
 
     async def scan(self, settings: ScanSettings) -> AsyncIterator[ScannedPage]:
         if settings.source not in self._caps.scanner.sources:

@@ -6,7 +6,9 @@ Options (``[drivers.escl]``):
 * ``urls``: list of eSCL root URLs, e.g. ``["http://192.0.2.7/eSCL"]``;
 * ``zeroconf``: browse DNS-SD (default true);
 * ``tls_verify``: verify certificates of ``https`` scanners (default true);
-* ``retry_delay``: first delay, seconds, between probes of an unreachable configured scanner.
+* ``retry_delay``: first delay, seconds, between probes of an unreachable configured scanner;
+* ``status_interval``: seconds between status polls of an idle scanner (default 60; 0 = off),
+  so health shows an offline scanner or a pending jam without waiting for a job.
 
 Discovery finds endpoints, never trust: a device's name and identity come from what
 it answers, and its stable key is its eSCL UUID (from TXT ``uuid`` or the
@@ -40,6 +42,7 @@ async def probe_escl(
     connection: str = "network",
     stable_key: str = "",
     tls_verify: bool = True,
+    status_interval: float = 60.0,
 ) -> EsclScanner:
     """Ask the scanner at ``url`` for its capabilities and build the device object.
 
@@ -63,7 +66,7 @@ async def probe_escl(
         connection=connection,
         address=url,
     )
-    return EsclScanner(descriptor, ctx, client, caps)
+    return EsclScanner(descriptor, ctx, client, caps, status_interval)
 
 
 def service_url(service_type: str, addresses: list[str], port: int, properties: dict[str, str]) -> str:
@@ -90,6 +93,7 @@ class EsclBackend(DeviceBackend):
         self._browse = bool(options.get("zeroconf", True))
         self._tls_verify = bool(options.get("tls_verify", True))
         self._retry_delay = float(options.get("retry_delay", 5.0))
+        self._status_interval = float(options.get("status_interval", 60.0))
         self._tasks: set[asyncio.Task[None]] = set()
         self._browser: AsyncServiceBrowser | None = None
         self._devices: dict[str, EsclScanner] = {}  # stable key -> device
@@ -131,7 +135,13 @@ class EsclBackend(DeviceBackend):
         reported = False
         while True:
             try:
-                device = await probe_escl(self._ctx, url, backend=self.name, tls_verify=self._tls_verify)
+                device = await probe_escl(
+                    self._ctx,
+                    url,
+                    backend=self.name,
+                    tls_verify=self._tls_verify,
+                    status_interval=self._status_interval,
+                )
             except AgentError as exc:
                 if not reported:
                     self._ctx.logger.warning("eSCL scanner %s not reachable yet (%s); will retry", url, exc.reason)
@@ -199,6 +209,7 @@ class EsclBackend(DeviceBackend):
                 backend=self.name,
                 stable_key=properties.get("uuid", ""),
                 tls_verify=self._tls_verify,
+                status_interval=self._status_interval,
             )
         except AgentError as exc:
             self._ctx.logger.info("eSCL service %s at %s did not answer (%s)", name, url, exc.reason)

@@ -73,10 +73,14 @@ class ScannerHealth:
             self._set(DeviceState.ERROR, Condition("error", Severity.WARNING, error.message))
         self._notify()
 
-    def reachable(self, ok: bool, reason: str = "") -> None:
-        """Discovery or a status poll saw the device (or failed to)."""
-        if ok and self._state == DeviceState.ERROR and self._condition and self._condition.code == "offline":
-            self._set(DeviceState.READY)
-        elif not ok:
-            self._last_error = reason or self._last_error
-            self._set(DeviceState.ERROR, Condition("offline", Severity.ERROR, reason))
+    def observed(self, reachable: bool, fault: AgentError | None = None) -> None:
+        """What an idle status poll saw: the device answered (with a jam or an open cover
+        pending, as ``fault``) or it did not. Ignored while a job runs: the job reports."""
+        if self._state == DeviceState.BUSY:
+            return
+        if not reachable:
+            self._set(DeviceState.ERROR, Condition("offline", Severity.ERROR, "the scanner does not answer"))
+        elif fault is not None and fault.reason in _ATTENTION:
+            self._set(DeviceState.ERROR, Condition(_ATTENTION[fault.reason], Severity.ERROR, fault.message))
+        elif self._state == DeviceState.ERROR:
+            self._set(DeviceState.READY)  # the jam was cleared, the cover closed, it is back
