@@ -15,7 +15,7 @@ from zeroconf.asyncio import AsyncServiceInfo
 from agent.documents.pdf_stream import PdfStreamWriter, stream_pdf
 from agent.domain.device import DeviceState
 from agent.domain.scanner import ColorMode, PageFormat, ScannedPage, ScanSettings, ScanSource
-from agent.drivers.scanner.escl import EsclClient, EsclScanner, parse_status, parse_xml
+from agent.drivers.scanner.escl import EsclClient, EsclScanner, parse_capabilities, parse_status, parse_xml
 from agent.drivers.scanner.escl_discovery import EsclBackend, probe_escl, service_url
 from agent.errors import (
     DeviceBusyError,
@@ -425,3 +425,29 @@ async def test_idle_status_polls_show_faults_and_offline(
         await ctx.wait_for(lambda: [c.code for c in scanner.health().conditions] == ["offline"])
     finally:
         await scanner.close()
+
+
+def test_capabilities_of_a_platen_only_scanner_with_a_resolution_range() -> None:
+    xml = b"""<?xml version="1.0" encoding="UTF-8"?>
+<scan:ScannerCapabilities xmlns:scan="http://schemas.hp.com/imaging/escl/2011/05/03"
+    xmlns:pwg="http://www.pwg.org/schemas/2010/12/sm">
+  <pwg:Version>2.0</pwg:Version><pwg:MakeAndModel>Flat 1</pwg:MakeAndModel>
+  <scan:Platen><scan:PlatenInputCaps>
+    <scan:MaxWidth>2550</scan:MaxWidth><scan:MaxHeight>3508</scan:MaxHeight>
+    <scan:SettingProfiles><scan:SettingProfile>
+      <scan:ColorModes><scan:ColorMode>Grayscale8</scan:ColorMode><scan:ColorMode>RGB48</scan:ColorMode>
+      </scan:ColorModes>
+      <scan:SupportedResolutions><scan:ResolutionRange>
+        <scan:XResolutionRange><scan:Min>100</scan:Min><scan:Max>300</scan:Max></scan:XResolutionRange>
+      </scan:ResolutionRange></scan:SupportedResolutions>
+    </scan:SettingProfile></scan:SettingProfiles>
+  </scan:PlatenInputCaps></scan:Platen>
+</scan:ScannerCapabilities>"""
+    caps = parse_capabilities(parse_xml(xml))
+    assert caps.scanner.sources == (ScanSource.FLATBED,)
+    assert caps.scanner.color_modes == (ColorMode.GRAY,)
+    assert caps.scanner.resolutions == (100, 150, 200, 300)
+    assert (caps.scanner.max_width_mm, caps.scanner.max_height_mm) == (215.9, 297.0)
+    assert not caps.duplex
+    with pytest.raises(DeviceProtocolError):
+        parse_capabilities(parse_xml(b"<scan:ScannerCapabilities xmlns:scan='x'/>"))
