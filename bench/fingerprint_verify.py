@@ -9,7 +9,8 @@ Each round verifies twice on that device, alternating which path goes first:
 * agent: :meth:`LibfprintSensor.verify` (template parsing, cancellable async call,
   result bridged to asyncio, error mapping).
 
-Prints the medians and the ratio (target <= 1.2x). Run:
+Prints the medians and the ratio (target <= 1.2x); then the same for capture, which
+skips the matcher and so shows what the agent's bridge itself costs. Run:
 ``/work/venv/bin/python bench/fingerprint_verify.py [rounds]``.
 """
 
@@ -32,6 +33,9 @@ from agent.drivers.fingerprint.libfprint_backend import LibfprintBackend  # noqa
 from agent.simulator.fingerprint import default_prints_dir  # noqa: E402
 from agent.simulator.virtual_image import VirtualImageFinger, print_frame  # noqa: E402
 from tests.support.driver_context import RecordingDriverContext  # noqa: E402
+
+#: medians of the capture round trips (no matcher: shows the bridge's own cost), filled by run()
+CAPTURES: list[float] = []
 
 
 class FeedingContext(RecordingDriverContext):
@@ -78,15 +82,34 @@ async def run(rounds: int) -> tuple[list[float], list[float]]:
         assert result.matched
         return elapsed
 
+    async def direct_capture() -> float:
+        start = time.perf_counter()
+        # a direct caller needs the pixels too
+        pixels = await glib.run(lambda: bytes(fpdev.capture_sync(True, None).get_data()))
+        elapsed = time.perf_counter() - start
+        assert len(pixels) == 250 * 234
+        return elapsed
+
+    async def agent_capture() -> float:
+        start = time.perf_counter()
+        image = await sensor.capture(timeout=60)
+        elapsed = time.perf_counter() - start
+        assert image.width == 250
+        return elapsed
+
     base: list[float] = []
     ours: list[float] = []
+    capture_base: list[float] = []
+    capture_ours: list[float] = []
     for round_no in range(rounds):
-        if round_no % 2:
-            ours.append(await agent())
-            base.append(await direct())
-        else:
-            base.append(await direct())
-            ours.append(await agent())
+        pairs = [(direct, base), (agent, ours)]
+        for fn, into in pairs if round_no % 2 == 0 else reversed(pairs):
+            into.append(await fn())
+    for round_no in range(rounds * 5):
+        capture_pairs = [(direct_capture, capture_base), (agent_capture, capture_ours)]
+        for fn, into in capture_pairs if round_no % 2 == 0 else reversed(capture_pairs):
+            into.append(await fn())
+    CAPTURES.extend([statistics.median(capture_base), statistics.median(capture_ours)])
     await context.finger.close()
     await backend.stop()
     return base, ours
@@ -99,6 +122,8 @@ def main() -> int:
     print(f"libfprint direct verify_sync: median {b * 1000:.1f} ms ({rounds} rounds)")
     print(f"agent LibfprintSensor.verify: median {o * 1000:.1f} ms ({rounds} rounds)")
     print(f"ratio: {o / b:.2f}x (target <= 1.2x)")
+    cb, co = CAPTURES
+    print(f"capture (no matcher) direct {cb * 1000:.1f} ms, agent {co * 1000:.1f} ms: ratio {co / cb:.2f}x")
     return 0
 
 
