@@ -41,7 +41,12 @@ async def peer() -> AsyncIterator[ScannerPeer]:
     yield ScannerPeer(process, port)
     assert process.stdin is not None
     process.stdin.close()
-    await process.wait()
+    try:
+        async with asyncio.timeout(10):
+            await process.wait()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
 
 
 @pytest.fixture
