@@ -207,8 +207,9 @@ class ConnectServer:
             allowed_origins=frozenset(web.allowed_origins), pairings=PairingStore(state_dir),
             buckets=TokenBuckets(web.rate_per_second, web.rate_burst), max_request_bytes=web.max_request_bytes,
             max_streams_per_client=web.max_streams_per_client, demo_dir=demo_dir)
-        self.app = GuardedApp(AgentConnectApp(endpoints_for(cores, metrics, web.max_request_bytes),
-                                              web.max_request_bytes), self.policy)
+        table = endpoints_for(cores, metrics, web.max_request_bytes)
+        self.policy.streaming_paths = frozenset(p for p, e in table.items() if isinstance(e, EndpointServerStream))
+        self.app = GuardedApp(AgentConnectApp(table, web.max_request_bytes), self.policy)
         self._server: uvicorn.Server | None = None
         self._sock: socket.socket | None = None
         self.address = ""

@@ -112,6 +112,7 @@ class WebPolicy:
     max_request_bytes: int
     max_streams_per_client: int
     demo_dir: Path | None = None
+    streaming_paths: frozenset[str] = frozenset()  # server-streaming RPCs ("/pkg.Service/Method")
 
 
 _origin = functools.lru_cache(maxsize=256)(normalize_origin)
@@ -129,10 +130,6 @@ def _headers(scope: Scope) -> dict[str, str]:
 def _cors(origin: str) -> list[tuple[bytes, bytes]]:
     return [(b"access-control-allow-origin", origin.encode()), (b"vary", b"Origin"),
             (b"access-control-expose-headers", EXPOSED_HEADERS.encode())]
-
-
-def _is_stream(content_type: str) -> bool:
-    return content_type.startswith(("application/connect+", "application/grpc-web"))
 
 
 async def refuse(send: Send, content_type: str, code: str, reason: str, message: str,
@@ -248,7 +245,7 @@ class GuardedApp:
             await refuse(send, content_type, "resource_exhausted", "REQUEST_TOO_LARGE",
                          f"request body larger than {self.policy.max_request_bytes} bytes", origin)
             return
-        stream = _is_stream(content_type)
+        stream = path in self.policy.streaming_paths
         if stream and self._streams.get(origin, 0) >= self.policy.max_streams_per_client:
             deny("RESOURCE_EXHAUSTED", origin)
             await refuse(send, content_type, "resource_exhausted", "TOO_MANY_STREAMS",

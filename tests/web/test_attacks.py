@@ -321,3 +321,26 @@ def test_refusal_flood_does_not_flood_the_audit_log(agent: RunningAgent) -> None
     lines = [line for line in agent.log_text().splitlines() if "flood.example" in line]
     assert 1 <= len(lines) <= 60
 
+
+
+def test_unary_grpc_web_calls_do_not_count_as_streams(agent: RunningAgent) -> None:
+    from centre.agent.v1 import agent_pb2
+
+    token = agent.pair(STREAM_PORTAL)
+    headers = {"Origin": STREAM_PORTAL, "Authorization": f"Bearer {token}"}
+    body = envelope(b'{"initialSnapshot": true}')
+    with httpx.Client(timeout=30) as client:
+        opened = [client.send(client.build_request("POST", agent.url + WATCH, content=body, headers={
+            **headers, "Content-Type": "application/connect+json"}), stream=True) for _ in range(2)]
+        readers = [r.iter_raw() for r in opened]
+        try:
+            for reader in readers:
+                next(reader)
+            # the stream budget is spent, yet unary calls (gRPC-Web framed too) still go through
+            r = client.post(agent.url + VERSION, content=envelope(agent_pb2.GetVersionRequest().SerializeToString()),
+                            headers={**headers, "Content-Type": "application/grpc-web+proto"})
+            assert r.status_code == 200
+            assert "grpc-status" not in r.headers or r.headers["grpc-status"] == "0"
+        finally:
+            for resp in opened:
+                resp.close()

@@ -123,6 +123,17 @@ def test_demo_reads_the_simulated_card(agent: RunningAgent, demo_token: str) -> 
     assert result["console"] == [], result["console"]  # no refused request, no script error
 
 
+def test_demo_over_grpc_web(agent: RunningAgent, demo_token: str) -> None:
+    result = browse("demo", f"{agent.url}/demo/?protocol=grpc-web#token={demo_token}")
+    assert result["state"] == "connected", result
+    assert "(grpc-web)" in result["text"]
+    assert result["cardName"] == SAMPLE_DG13[2], result
+    assert result["scanPages"] >= 1  # a server stream over gRPC-Web
+    assert result["print"] == "completed"
+    assert result["events"] >= 5
+    assert result["console"] == []
+
+
 def test_page_from_unlisted_origin_is_refused(agent: RunningAgent, other_site: str, demo_token: str) -> None:
     # even holding a valid token (of another origin), a page on an unlisted origin gets nothing
     result = browse("status", f"{other_site}/index.html?agent={agent.url}#token={demo_token}")

@@ -8,6 +8,7 @@ const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) 
 const params = new URLSearchParams(location.search);
 // served by the agent itself (/demo/): talk to the same origin; else ?agent=URL or the default
 const agentUrl = params.get("agent") ?? (location.pathname.startsWith("/demo") ? location.origin : undefined);
+const protocol = params.get("protocol") === "grpc-web" ? "grpc-web" : "connect";
 const devices = new Map<string, Device>();
 let scannedPdf: Uint8Array | undefined;
 
@@ -157,8 +158,8 @@ function wire(agent: Agent): void {
 async function start(token?: string): Promise<void> {
   status("connecting", "Connecting to the device agent…");
   try {
-    const agent = token ? await pair(token, agentUrl) : await connect({ url: agentUrl });
-    status("connected", `Connected to centre-agent ${agent.version?.agentVersion ?? ""}`);
+    const agent = token ? await pair(token, agentUrl, { protocol }) : await connect({ url: agentUrl, protocol });
+    status("connected", `Connected to centre-agent ${agent.version?.agentVersion ?? ""} (${protocol})`);
     $("pair-form").hidden = true;
     const health = await agent.agent.getHealth({});
     if (health.simulate) {

@@ -9,7 +9,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-web";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 
 import { AgentService, type Version } from "./gen/centre/agent/v1/agent_pb.js";
 import { DeviceFamily, DeviceRefSchema, type Device } from "./gen/centre/agent/v1/common_pb.js";
@@ -41,8 +41,10 @@ export interface ConnectOptions {
   token?: string;
   /** Sub-id of this page for leases (several tabs of one portal); optional. */
   clientId?: string;
-  /** Binary protobuf on the wire (default) or JSON. */
+  /** Binary protobuf on the wire (default) or JSON (Connect only). */
   binary?: boolean;
+  /** Wire protocol: Connect (default) or gRPC-Web; the agent serves both. */
+  protocol?: "connect" | "grpc-web";
   /** A fetch implementation (tests). */
   fetch?: typeof fetch;
 }
@@ -64,8 +66,9 @@ function storage(): Storage | undefined {
 }
 
 /** Remember a pairing token for an agent URL (in this origin's localStorage) after checking it works. */
-export async function pair(token: string, url: string = DEFAULT_AGENT_URL): Promise<Agent> {
-  const agent = await connect({ url, token });
+export async function pair(token: string, url: string = DEFAULT_AGENT_URL,
+                           options: Omit<ConnectOptions, "url" | "token"> = {}): Promise<Agent> {
+  const agent = await connect({ ...options, url, token });
   storage()?.setItem(TOKEN_KEY + url, token);
   return agent;
 }
@@ -92,9 +95,11 @@ export async function connect(options: ConnectOptions = {}): Promise<Agent> {
     }
     return next(req);
   };
-  const transport = createConnectTransport({
-    baseUrl: url, useBinaryFormat: options.binary ?? true, interceptors: [auth], fetch: fetchImpl,
-  });
+  const transport = options.protocol === "grpc-web"
+    ? createGrpcWebTransport({ baseUrl: url, useBinaryFormat: true, interceptors: [auth], fetch: fetchImpl })
+    : createConnectTransport({
+      baseUrl: url, useBinaryFormat: options.binary ?? true, interceptors: [auth], fetch: fetchImpl,
+    });
   const agent = new Agent(transport, url);
   try {
     agent.version = await agent.agent.getVersion({});
