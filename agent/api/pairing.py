@@ -95,6 +95,10 @@ class PairingStore:
         fd, tmp = tempfile.mkstemp(prefix=".pairings-", dir=self.path.parent)
         try:
             os.fchmod(fd, 0o600)
+            owner = self.path.parent.stat()
+            if os.geteuid() == 0 and (owner.st_uid, owner.st_gid) != (0, 0):
+                # root runs `centre-agent pair`; the agent runs as the state directory's owner and must read it
+                os.fchown(fd, owner.st_uid, owner.st_gid)
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 json.dump(data, out, indent=2)
                 out.flush()

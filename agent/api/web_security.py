@@ -24,6 +24,7 @@ import asyncio
 import functools
 import ipaddress
 import json
+import logging
 import mimetypes
 import struct
 import time
@@ -36,6 +37,9 @@ from typing import Any
 from agent.api import audit
 from agent.api.pairing import PairingStore
 from agent.config import normalize_origin
+from agent.errors import AgentError
+
+log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -54,7 +58,7 @@ DEMO_PREFIX = "/demo/"
 # Connect code name -> (HTTP status for Connect unary, gRPC status number)
 CODES: dict[str, tuple[int, int]] = {
     "permission_denied": (403, 7), "unauthenticated": (401, 16), "resource_exhausted": (429, 8),
-    "invalid_argument": (400, 3), "unimplemented": (404, 12),
+    "invalid_argument": (400, 3), "unimplemented": (404, 12), "unavailable": (503, 14),
 }
 
 
@@ -234,7 +238,15 @@ class GuardedApp:
             await refuse(send, content_type, "unauthenticated", "PAIRING_REQUIRED",
                          "this portal is not paired with the agent (pairing token missing)", origin)
             return
-        if not self.policy.pairings.verify(origin, token.strip()):
+        try:
+            paired = self.policy.pairings.verify(origin, token.strip())
+        except AgentError as exc:  # an unreadable pairing file: refuse everyone, say why in the log
+            log.error("cannot check pairing tokens: %s", exc.message)
+            deny("UNAVAILABLE", origin)
+            await refuse(send, content_type, "unavailable", "PAIRING_STORE_UNREADABLE",
+                         "the agent cannot read its pairing tokens (see the agent log)", origin)
+            return
+        if not paired:
             deny("UNAUTHENTICATED", origin)
             await refuse(send, content_type, "unauthenticated", "PAIRING_INVALID",
                          "pairing token not valid for this origin (wrong or revoked)", origin)

@@ -162,3 +162,44 @@ async def test_connect_endpoints_apply_the_native_per_method_size_limits() -> No
     printing = "/centre.agent.v1.PrinterService/Print"
     job = printer_pb2.PrintRequest(document=b"%PDF" + b"x" * (2 << 20))  # print jobs may be large
     assert (await table[printing].function(job, ctx(printing))).job_id == "j1"  # type: ignore[misc]
+
+
+def test_pairing_file_written_by_root_stays_readable_by_the_agent_user(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    if os.geteuid() == 0:
+        os.chown(state, 4242, 4242)  # the service user owns the state directory
+    PairingStore(state).issue("https://portal.example.gov.vn")
+    st = (state / "pairings.json").stat()
+    assert (st.st_uid, st.st_gid) == (state.stat().st_uid, state.stat().st_gid)
+    assert stat.S_IMODE(st.st_mode) == 0o600
+
+
+async def test_unreadable_pairing_file_refuses_every_call_with_a_reason(tmp_path: Path) -> None:
+    from typing import Any
+
+    from agent.api.web_security import GuardedApp, WebPolicy
+
+    (tmp_path / "pairings.json").write_text("{broken")
+    reached: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["path"])
+
+    policy = WebPolicy(allowed_origins=frozenset({"https://portal.example.gov.vn"}), pairings=PairingStore(tmp_path),
+                       buckets=TokenBuckets(10, 10), max_request_bytes=1024, max_streams_per_client=1)
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"{}"}
+
+    scope = {"type": "http", "method": "POST", "path": "/centre.agent.v1.AgentService/GetVersion",
+             "headers": [(b"host", b"127.0.0.1:8765"), (b"origin", b"https://portal.example.gov.vn"),
+                         (b"authorization", b"Bearer cdp_x"), (b"content-type", b"application/json")]}
+    await GuardedApp(inner, policy)(scope, receive, send)
+    assert reached == []
+    assert sent[0]["status"] == 503
+    assert (b"centre-error-reason", b"PAIRING_STORE_UNREADABLE") in sent[0]["headers"]
