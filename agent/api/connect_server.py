@@ -255,8 +255,12 @@ class ConnectServer:
 
     async def stop(self, grace: float) -> None:
         if self._server is None:
+            if self._sock is not None:  # bound but never started
+                self._sock.close()
+                self._sock = None
             return
         self._server.config.timeout_graceful_shutdown = int(max(1, grace))
         self._server.should_exit = True
         await self._server.shutdown(sockets=[self._sock] if self._sock else None)
         self._server = None
+        self._sock = None

@@ -203,3 +203,39 @@ async def test_unreadable_pairing_file_refuses_every_call_with_a_reason(tmp_path
     assert reached == []
     assert sent[0]["status"] == 503
     assert (b"centre-error-reason", b"PAIRING_STORE_UNREADABLE") in sent[0]["headers"]
+
+
+async def test_demo_is_not_served_unless_enabled(tmp_path: Path) -> None:
+    from typing import Any
+
+    from agent.api.connect_server import ConnectServer
+    from agent.config import WebSection
+    from agent.metrics import AgentMetrics
+
+    async def get(app: Any, path: str) -> int:
+        sent: list[Any] = []
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        async def receive() -> Any:
+            return {"type": "http.request", "body": b""}
+
+        await app({"type": "http", "method": "GET", "path": path, "headers": [(b"host", b"localhost:8765")]},
+                  receive, send)
+        return int(sent[0]["status"])
+
+    web = WebSection(listen="127.0.0.1:0")
+    off = ConnectServer([], AgentMetrics(), web, str(tmp_path))
+    assert await get(off.app, "/demo/index.html") == 403  # no demo: an ordinary refused request
+    on = ConnectServer([], AgentMetrics(), web, str(tmp_path), demo=True)
+    assert await get(on.app, "/demo/index.html") == 200
+    assert await get(on.app, "/demo") == 308
+    on.listen()  # the listener's own origins become allowed (pairing still required)
+    try:
+        port = on.address.rsplit(":", 1)[1]
+        assert f"http://127.0.0.1:{port}" in on.policy.allowed_origins
+        assert f"http://localhost:{port}" in on.policy.allowed_origins
+        assert not off.policy.allowed_origins
+    finally:
+        await on.stop(1)
