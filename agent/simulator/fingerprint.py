@@ -38,7 +38,6 @@ from agent.errors import ConfigError, DeviceUnavailableError
 from agent.simulator.virtual_image import VirtualImageFinger, print_frame
 
 
-
 def default_prints_dir() -> Path:
     """``$CENTRE_FINGERPRINT_PRINTS``, else the sample prints shipped with the package."""
     override = os.environ.get("CENTRE_FINGERPRINT_PRINTS")
