@@ -95,7 +95,7 @@ def _print_fleet(reply: fleet_pb2.GetFleetSummaryResponse, as_json: bool) -> Non
 
 
 def _print_problems(reply: fleet_pb2.ListProblemsResponse, as_json: bool) -> None:
-    rows = [{"severity": _SEVERITY.get(p.severity, "unknown"), "since_ms": p.since_ms,
+    rows: list[dict[str, Any]] = [{"severity": _SEVERITY.get(p.severity, "unknown"), "since_ms": p.since_ms,
              "province": p.agent.province, "centre": p.agent.centre, "agent_id": p.agent.agent_id,
              "device_id": p.device_id, "kind": p.kind, "code": p.code, "detail": p.detail}
             for p in reply.problems]

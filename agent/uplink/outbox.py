@@ -80,7 +80,7 @@ class Outbox:
         self.path = path
         self.limits = limits or OutboxLimits()
         self._clock = clock
-        self._on_drop = on_drop
+        self._drop_listeners: list[DropListener] = [on_drop] if on_drop is not None else []
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -131,6 +131,10 @@ class Outbox:
         with self._lock:
             rows = self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'dropped:%'").fetchall()
         return {str(key).split(":", 1)[1]: int(value) for key, value in rows}
+
+    def add_drop_listener(self, listener: DropListener) -> None:
+        """Call ``listener(reason, count)`` whenever entries are dropped (e.g. to feed a metric)."""
+        self._drop_listeners.append(listener)
 
     def snapshot_wanted(self) -> bool:
         """True after a drop lost state the gateway has not seen: the reporter should append a
@@ -209,8 +213,8 @@ class Outbox:
             self._count -= int(row[0])
             self._bytes -= int(row[1])
             self._set_meta(f"dropped:{reason}", self._meta(f"dropped:{reason}") + int(row[0]))
-        if self._on_drop is not None:
-            self._on_drop(reason, len(seqs))
+        for listener in self._drop_listeners:
+            listener(reason, len(seqs))
 
     def _expire(self, now: float) -> None:
         old = [int(r[0]) for r in self._db.execute(

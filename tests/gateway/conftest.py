@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway.store import FleetStore, open_store
+from tests.gateway.gateway_process import GatewayProcess
 from tests.gateway.postgres_server import PostgresServer
 
 _db_counter = itertools.count()
@@ -40,3 +42,28 @@ async def store(store_spec: tuple[str, str]) -> AsyncIterator[FleetStore]:
         yield fleet
     finally:
         await fleet.close()
+
+
+@pytest.fixture
+def gateway_factory(store_spec: tuple[str, str], tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
+    """Start gateway processes on the parametrised backend; all stopped at teardown."""
+    started: list[GatewayProcess] = []
+    backend, where = store_spec
+
+    def make(**kwargs: Any) -> GatewayProcess:
+        process = GatewayProcess(tmp_path / f"gw{len(started)}", backend=backend,
+                                 dsn=where if backend == "postgresql" else "", **kwargs)
+        if backend == "sqlite":
+            process.db_path = Path(where)
+        started.append(process)
+        process.start()
+        return process
+
+    yield make
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def gateway(gateway_factory: Callable[..., GatewayProcess]) -> GatewayProcess:
+    return gateway_factory()
