@@ -55,6 +55,7 @@ class Gateway:
 
     async def start(self) -> None:
         await self.store.open()
+        self.writer.cursors.update(await self.store.cursors())
         self._tasks.append(asyncio.create_task(self.writer.run(), name="report-writer"))
         self._tasks.append(asyncio.create_task(self.beats.run(), name="heartbeat-flush"))
         bucket = (TokenBucket(self.config.admission_rate, self.config.admission_burst)

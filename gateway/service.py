@@ -116,20 +116,15 @@ class ReportingService(reporting_pb2_grpc.AgentReportingServicer):
                 raise InvalidRequestError("interval_seconds: outside 1..3600")
             now = _now_ms()
             self._beats.record(Beat(agent, health, request.interval_seconds, now))
+            # Cursors of every agent are loaded at start and kept by the writer, so a heartbeat
+            # never touches storage. (With several replicas an agent that reported elsewhere
+            # since this one started looks unknown here: it is asked for one spare snapshot.)
             cursor = self._writer.cursors.get(agent.agent_id)
-            if cursor is None:
-                cursor = await self._fleet_store_cursor(agent.agent_id)
             acked = cursor[1] if cursor is not None and cursor[0] == request.epoch else 0
             return reporting_pb2.HeartbeatResponse(
                 acked_seq=acked, snapshot_requested=cursor is None or cursor[0] != request.epoch,
                 server_time_ms=now)
         return await self._guard.run("Heartbeat", context, 1.0, handle)
-
-    async def _fleet_store_cursor(self, agent_id: str) -> tuple[int, int] | None:
-        cursor = await self._writer.store.cursor(agent_id)
-        if cursor is not None:
-            self._writer.cursors.setdefault(agent_id, cursor)
-        return cursor
 
     async def ReportDevices(self, request: reporting_pb2.ReportDevicesRequest,  # noqa: N802
                             context: aio.ServicerContext[reporting_pb2.ReportDevicesRequest,

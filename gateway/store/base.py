@@ -268,6 +268,12 @@ class FleetStore(abc.ABC):
             row = await tx.fetchone("SELECT epoch, acked_seq FROM agents WHERE agent_id = ?", (agent_id,))
         return (int(row[0]), int(row[1])) if row else None
 
+    async def cursors(self) -> dict[str, tuple[int, int]]:
+        """(epoch, acked_seq) of every agent that has reported."""
+        async with self.transaction() as tx:
+            rows = await tx.fetchall("SELECT agent_id, epoch, acked_seq FROM agents WHERE epoch != 0")
+        return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+
     async def agents(self) -> list[AgentRow]:
         async with self.transaction() as tx:
             rows = await tx.fetchall(f"SELECT {_AGENT_COLUMNS} FROM agents ORDER BY centre, agent_id")

@@ -1,0 +1,167 @@
+"""Agent-fleet simulator against one gateway process (SQLite, then PostgreSQL).
+
+Simulated agents are multiplexed over a few gRPC channels in this process. Time is
+compressed: a fleet of N agents sends N/60 heartbeats per second (one per agent per
+60 s) plus diffs from 10 % of the agents per minute, the same per-second rate the
+real fleet would produce. Each fleet size runs for a few seconds; the figures
+are errors, p50/p99 latency and the gateway's RSS, and the largest fleet held with
+p99 <= 100 ms (ratio p99 / 100 ms printed as the verdict).
+
+    /work/venv/bin/python bench/fleet.py [--levels 50000,100000,...] [--seconds 6] [--backends sqlite,postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from grpc import aio
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from centre.gateway.v1 import reporting_pb2, reporting_pb2_grpc  # noqa: E402
+from tests.gateway.gateway_process import AGENT_TOKEN, GatewayProcess  # noqa: E402
+from tests.gateway.postgres_server import PostgresServer  # noqa: E402
+
+MD = (("authorization", f"Bearer {AGENT_TOKEN}"),)
+TARGET_P99 = 0.100
+CHANNELS = 4
+
+
+def _agent(i: int) -> reporting_pb2.AgentIdentity:
+    return reporting_pb2.AgentIdentity(agent_id=f"sim-{i:06d}", province=f"P{i % 63:02d}", centre=f"C{i % 3300:04d}")
+
+
+def _status(i: int, state: int) -> reporting_pb2.DeviceStatus:
+    return reporting_pb2.DeviceStatus(
+        device_id=f"printer-{i % 4}", kind="printer", backend="ipp", name="Printer", model="M404", state=state,
+        supplies=[reporting_pb2.Supply(name="Black Toner", kind="toner", level_percent=i % 100)],
+        counters={"pages_printed": i})
+
+
+class Fleet:
+    def __init__(self, target: str) -> None:
+        self.channels = [aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+                         for _ in range(CHANNELS)]
+        self.stubs = [reporting_pb2_grpc.AgentReportingStub(c) for c in self.channels]
+        self.seq: dict[int, int] = {}
+        self.rng = random.Random(1)
+
+    async def close(self) -> None:
+        for channel in self.channels:
+            await channel.close()
+
+    async def _call(self, i: int, kind: str, latencies: list[float], errors: list[str]) -> None:
+        stub = self.stubs[i % CHANNELS]
+        started = time.perf_counter()
+        try:
+            if kind == "hb":
+                await stub.Heartbeat(reporting_pb2.HeartbeatRequest(
+                    agent=_agent(i), interval_seconds=60, epoch=1, last_seq=self.seq.get(i, 0),
+                    health=reporting_pb2.AgentHealth(version="0.1.0", uptime_seconds=100, host=f"h{i}")),
+                    metadata=MD, timeout=10)
+            else:
+                seq = self.seq.get(i, 0) + 1
+                self.seq[i] = seq
+                state = reporting_pb2.DEVICE_STATE_ERROR if seq % 2 else reporting_pb2.DEVICE_STATE_READY
+                update = reporting_pb2.DeviceUpdate(seq=seq, observed_at_ms=int(time.time() * 1000),
+                                                    status=_status(i, state))
+                await stub.ReportDevices(reporting_pb2.ReportDevicesRequest(agent=_agent(i), epoch=1,
+                                                                            updates=[update]),
+                                         metadata=MD, timeout=10)
+            latencies.append(time.perf_counter() - started)
+        except grpc.RpcError as exc:
+            errors.append(exc.code().name)  # type: ignore[attr-defined]
+
+    async def run_level(self, agents: int, seconds: float) -> tuple[int, int, list[float], list[str]]:
+        """Open loop: calls start on schedule whether or not earlier ones finished."""
+        rate = agents / 60.0 * 1.1  # heartbeats + 10 % of agents sending one diff per minute
+        interval = 1.0 / rate
+        latencies: list[float] = []
+        errors: list[str] = []
+        tasks: set[asyncio.Task[None]] = set()
+        start = time.perf_counter()
+        n = 0
+        while True:
+            due = start + n * interval
+            now = time.perf_counter()
+            if due - start >= seconds:
+                break
+            if due > now:
+                await asyncio.sleep(due - now)
+            i = self.rng.randrange(agents)
+            kind = "diff" if self.rng.random() < 0.1 / 1.1 else "hb"
+            task = asyncio.create_task(self._call(i, kind, latencies, errors))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            n += 1
+        if tasks:
+            await asyncio.gather(*tasks)
+        return n, int(rate), latencies, errors
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def bench_backend(backend: str, levels: list[int], seconds: float, workdir: Path) -> None:
+    pg: PostgresServer | None = None
+    dsn = ""
+    if backend == "postgresql":
+        pg = PostgresServer()
+        pg.start()
+        dsn = pg.reset_database("fleet_bench")
+    gw = GatewayProcess(workdir / backend, backend=backend, dsn=dsn, flush_seconds=30.0, cache_seconds=2.0,
+                        log_level="WARNING")
+    gw.start()
+    fleet = Fleet(gw.target)
+    best = 0
+    try:
+        await fleet.run_level(1000, 1.0)  # warm-up: connections, first cursors
+        print(f"\n[{backend}] gateway idle RSS {gw.rss_kib() / 1024:.1f} MiB")
+        print(f"{'agents':>8} {'req/s':>6} {'calls':>6} {'errors':>6} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'p99/100ms':>9} {'RSS MiB':>8}")
+        for agents in levels:
+            calls, rate, latencies, errors = await fleet.run_level(agents, seconds)
+            p50, p99 = _pct(latencies, 0.50), _pct(latencies, 0.99)
+            print(f"{agents:>8} {rate:>6} {calls:>6} {len(errors):>6} {p50 * 1000:>7.2f} {p99 * 1000:>7.2f} "
+                  f"{p99 / TARGET_P99:>9.2f} {gw.rss_kib() / 1024:>8.1f}", flush=True)
+            if errors:
+                print(f"         error codes: {sorted(set(errors))}")
+            if errors or p99 > TARGET_P99:
+                break
+            best = agents
+        print(f"[{backend}] largest fleet held with p99 <= 100 ms and 0 errors: {best} agents "
+              f"(mean latency {statistics.fmean(latencies) * 1000:.2f} ms at the last level)")
+    finally:
+        await fleet.close()
+        gw.stop()
+        if pg is not None:
+            pg.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--levels", default="50000,100000,150000,200000,300000")
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    with tempfile.TemporaryDirectory(prefix="centre-fleet-bench-") as tmp:
+        for backend in args.backends.split(","):
+            asyncio.run(bench_backend(backend, levels, args.seconds, Path(tmp)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
