@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import statistics
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -114,7 +116,53 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def bench_backend(backend: str, levels: list[int], seconds: float, workdir: Path) -> None:
+async def _ladder(label: str, target: str, levels: list[int], seconds: float,
+                  rss: Callable[[], int]) -> int:
+    """Run the fleet sizes in order until one misses the target; returns the largest held."""
+    fleet = Fleet(target)
+    best = 0
+    try:
+        await fleet.run_level(1000, 1.0)  # warm-up: connections, first cursors
+        print(f"\n[{label}] idle RSS {rss() / 1024:.1f} MiB")
+        print(f"{'agents':>8} {'req/s':>6} {'calls':>6} {'errors':>6} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'p99/100ms':>9} {'RSS MiB':>8}")
+        for agents in levels:
+            calls, rate, latencies, errors = await fleet.run_level(agents, seconds)
+            p50, p99 = _pct(latencies, 0.50), _pct(latencies, 0.99)
+            print(f"{agents:>8} {rate:>6} {calls:>6} {len(errors):>6} {p50 * 1000:>7.2f} {p99 * 1000:>7.2f} "
+                  f"{p99 / TARGET_P99:>9.2f} {rss() / 1024:>8.1f}", flush=True)
+            if errors:
+                print(f"         error codes: {sorted(set(errors))}")
+            if errors or p99 > TARGET_P99:
+                break
+            best = agents
+    finally:
+        await fleet.close()
+    print(f"[{label}] largest fleet held with p99 <= 100 ms and 0 errors: {best} agents")
+    return best
+
+
+def _rss_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def bench_baseline(levels: list[int], seconds: float) -> int:
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("echo_gateway.py"))],
+                            stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
+        target = line.split("grpc=", 1)[1].strip()
+        return await _ladder("bare grpc.aio echo (baseline)", target, levels, seconds, lambda: _rss_of(proc.pid))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+async def bench_backend(backend: str, levels: list[int], seconds: float, workdir: Path) -> int:
     pg: PostgresServer | None = None
     dsn = ""
     if backend == "postgresql":
@@ -124,27 +172,9 @@ async def bench_backend(backend: str, levels: list[int], seconds: float, workdir
     gw = GatewayProcess(workdir / backend, backend=backend, dsn=dsn, flush_seconds=30.0, cache_seconds=2.0,
                         log_level="WARNING")
     gw.start()
-    fleet = Fleet(gw.target)
-    best = 0
     try:
-        await fleet.run_level(1000, 1.0)  # warm-up: connections, first cursors
-        print(f"\n[{backend}] gateway idle RSS {gw.rss_kib() / 1024:.1f} MiB")
-        print(f"{'agents':>8} {'req/s':>6} {'calls':>6} {'errors':>6} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'p99/100ms':>9} {'RSS MiB':>8}")
-        for agents in levels:
-            calls, rate, latencies, errors = await fleet.run_level(agents, seconds)
-            p50, p99 = _pct(latencies, 0.50), _pct(latencies, 0.99)
-            print(f"{agents:>8} {rate:>6} {calls:>6} {len(errors):>6} {p50 * 1000:>7.2f} {p99 * 1000:>7.2f} "
-                  f"{p99 / TARGET_P99:>9.2f} {gw.rss_kib() / 1024:>8.1f}", flush=True)
-            if errors:
-                print(f"         error codes: {sorted(set(errors))}")
-            if errors or p99 > TARGET_P99:
-                break
-            best = agents
-        print(f"[{backend}] largest fleet held with p99 <= 100 ms and 0 errors: {best} agents "
-              f"(mean latency {statistics.fmean(latencies) * 1000:.2f} ms at the last level)")
+        return await _ladder(f"gateway, {backend}", gw.target, levels, seconds, gw.rss_kib)
     finally:
-        await fleet.close()
         gw.stop()
         if pg is not None:
             pg.stop()
@@ -152,14 +182,21 @@ async def bench_backend(backend: str, levels: list[int], seconds: float, workdir
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--levels", default="50000,100000,150000,200000,300000")
-    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--levels", default="10000,25000,50000,75000,100000,150000,200000")
+    parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--backends", default="sqlite,postgresql")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
+    held: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="centre-fleet-bench-") as tmp:
+        held["baseline"] = asyncio.run(bench_baseline(levels, args.seconds))
         for backend in args.backends.split(","):
-            asyncio.run(bench_backend(backend, levels, args.seconds, Path(tmp)))
+            held[backend] = asyncio.run(bench_backend(backend, levels, args.seconds, Path(tmp)))
+    print("\nsummary (largest fleet with p99 <= 100 ms, 0 errors; ratio to the bare grpc.aio baseline):")
+    for label, agents in held.items():
+        ratio = agents / held["baseline"] if held["baseline"] else float("nan")
+        print(f"  {label:<11} {agents:>7} agents   {ratio:.2f}x baseline   50,000 target: "
+              f"{'met' if agents >= 50000 else 'NOT met'}")
     return 0
 
 

@@ -8,7 +8,7 @@ certificate authenticator replaces :class:`BearerTokenAuthenticator` for agents.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,7 +21,8 @@ class CallerCredentials:
     """What the transport tells us about the caller."""
 
     metadata: Mapping[str, str]
-    auth_context: Mapping[str, tuple[bytes, ...]] = field(default_factory=dict)  # TLS peer properties
+    #: TLS peer properties (certificate subject, SANs...), computed on demand: only mTLS needs them
+    auth_context: Callable[[], Mapping[str, tuple[bytes, ...]]] = field(default=dict)
 
 
 class AgentAuthenticator(Protocol):

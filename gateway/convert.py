@@ -58,8 +58,8 @@ def _bad(field: str, rule: str) -> InvalidRequestError:
 def _text(value: str, field: str, limit: int = 128) -> str:
     if len(value) > limit:
         raise _bad(field, f"longer than {limit} characters")
-    if any(ord(ch) < 0x20 for ch in value):
-        raise _bad(field, "control characters")
+    if not value.isprintable():
+        raise _bad(field, "control or unprintable characters")
     return value
 
 
