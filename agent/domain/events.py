@@ -19,6 +19,7 @@ class EventKind(enum.StrEnum):
     JOB_UPDATED = "job_updated"
     LEASE_CHANGED = "lease_changed"
     FINGER_STATUS = "finger_status"
+    HEARTBEAT = "heartbeat"
 
 
 @dataclass(frozen=True, slots=True)

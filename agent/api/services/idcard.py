@@ -1,0 +1,32 @@
+"""IdCardService: read and verify chip ID cards."""
+
+from __future__ import annotations
+
+from google.protobuf.descriptor import ServiceDescriptor
+
+from agent.api import convert
+from agent.api.call import CallInfo
+from agent.api.services.targeting import exclusive
+from agent.core.runtime import AgentRuntime
+from agent.domain.device import DeviceFamily
+from agent.domain.idcard import ReadOptions
+from agent.drivers.base import IdCardReader
+from agent.errors import InvalidRequestError
+from centre.agent.v1 import idcard_pb2 as pb
+
+
+class IdCardServiceCore:
+    descriptor: ServiceDescriptor = pb.DESCRIPTOR.services_by_name["IdCardService"]
+
+    def __init__(self, runtime: AgentRuntime) -> None:
+        self._rt = runtime
+
+    async def ReadCard(self, request: pb.ReadCardRequest, call: CallInfo) -> pb.ReadCardResponse:
+        key = convert.access_key_from_pb(request)
+        if len(request.challenge) > 64:
+            raise InvalidRequestError("challenge longer than 64 bytes")
+        options = ReadOptions(include_face=not request.skip_face, include_raw=request.include_raw,
+                              challenge=bytes(request.challenge))
+        async with exclusive(self._rt, request.device, DeviceFamily.IDCARD, IdCardReader, call) as (dev_id, reader):
+            read = await reader.read_card(key, options)
+        return convert.card_read_pb(read, dev_id)

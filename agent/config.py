@@ -1,0 +1,172 @@
+"""Agent configuration: TOML, validated against a schema.
+
+Any problem (missing file, unknown key, wrong type) is one line naming the file
+and the key; the CLI prints it and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+from agent.errors import ConfigError
+
+DEFAULT_SOCKET = "/run/centre-agent/agent.sock"
+DEFAULT_STATE_DIR = "/var/lib/centre-agent"
+
+
+@dataclass(frozen=True)
+class AgentSection:
+    socket: str = DEFAULT_SOCKET  # unix socket for desktop clients and the CLI
+    socket_mode: str = "0660"  # octal permission bits of the socket
+    tcp: str = ""  # "127.0.0.1:PORT" to also listen on loopback TCP; "" = off
+    state_dir: str = DEFAULT_STATE_DIR
+    log_level: str = "info"
+    log_format: str = "text"  # "text" or "json"
+    debounce_seconds: float = 2.0  # a device must be lost this long before it is reported gone
+    default_lease_seconds: float = 60.0
+    max_lease_seconds: float = 3600.0
+    max_message_bytes: int = 64 * 1024 * 1024  # largest request (a print job)
+    shutdown_grace_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    listen: str = "127.0.0.1:9464"  # Prometheus /metrics; "" = off; loopback only
+
+
+@dataclass(frozen=True)
+class DiscoverySection:
+    interfaces: list[str] = field(default_factory=list)  # mDNS interfaces (addresses); [] = all
+
+
+@dataclass(frozen=True)
+class IdCardSection:
+    csca_dir: str = ""  # directory of trusted CSCA certificates (PEM/DER) and master lists
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    agent: AgentSection = field(default_factory=AgentSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+    discovery: DiscoverySection = field(default_factory=DiscoverySection)
+    idcard: IdCardSection = field(default_factory=IdCardSection)
+    # one table per backend: [drivers.<backend>] with ``enabled`` and backend options
+    drivers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str = ""  # file the config came from ("" = defaults)
+
+    def enabled_backends(self) -> list[str]:
+        return [name for name, opts in self.drivers.items() if opts.get("enabled", True)]
+
+    def backend_options(self, name: str) -> dict[str, Any]:
+        return {k: v for k, v in self.drivers.get(name, {}).items() if k != "enabled"}
+
+    def digest(self) -> str:
+        blob = json.dumps(_plain(self), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def _plain(obj: Any) -> Any:
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj) if f.name != "source"}
+    return obj
+
+
+def _check(value: Any, hint: Any, where: str, file: str) -> Any:
+    origin = get_origin(hint)
+    if is_dataclass(hint) and isinstance(hint, type):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{file}: [{where}] must be a table")
+        return _build(hint, value, where, file)
+    if origin is list:
+        (item,) = get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{file}: {where} must be a list")
+        return [_check(v, item, f"{where}[{i}]", file) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{file}: [{where}] must be a table")
+        return {str(k): (dict(v) if isinstance(v, Mapping) else _bad(f"{where}.{k}", "a table", file))
+                for k, v in value.items()}
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{file}: {where} must be a number, not {type(value).__name__}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{file}: {where} must be an integer, not {type(value).__name__}")
+        return value
+    if hint is bool or hint is str:
+        if not isinstance(value, hint):
+            raise ConfigError(f"{file}: {where} must be a {hint.__name__}, not {type(value).__name__}")
+        return value
+    return value
+
+
+def _bad(where: str, what: str, file: str) -> Any:
+    raise ConfigError(f"{file}: [{where}] must be {what}")
+
+
+def _build(cls: type[Any], data: Mapping[str, Any], where: str, file: str) -> Any:
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls) if f.name != "source"}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{where}.{key}" if where else key
+        if key not in known:
+            raise ConfigError(f"{file}: unknown key {name!r}")
+        kwargs[key] = _check(value, hints[key], name, file)
+    return cls(**kwargs)
+
+
+def load_config(path: str | os.PathLike[str] | None) -> AgentConfig:
+    """Load and validate a config file; ``None`` gives the defaults."""
+    if path is None:
+        return AgentConfig()
+    file = str(path)
+    try:
+        raw = Path(file).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    config: AgentConfig = _build(AgentConfig, data, "", file)
+    config = replace(config, source=file)
+    validate_semantics(config)
+    return config
+
+
+def validate_semantics(config: AgentConfig) -> None:
+    file = config.source or "<defaults>"
+    try:
+        int(config.agent.socket_mode, 8)
+    except ValueError:
+        raise ConfigError(f"{file}: agent.socket_mode must be octal like \"0660\"") from None
+    if config.agent.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"{file}: agent.log_level must be debug, info, warning or error")
+    if config.agent.log_format not in ("text", "json"):
+        raise ConfigError(f"{file}: agent.log_format must be \"text\" or \"json\"")
+    for key, value in (("agent.tcp", config.agent.tcp), ("metrics.listen", config.metrics.listen)):
+        if value:
+            check_loopback_address(value, f"{file}: {key}")
+
+
+def check_loopback_address(value: str, what: str) -> tuple[str, int]:
+    """Parse ``host:port`` and insist on a loopback host: the agent never listens elsewhere."""
+    host, sep, port_text = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+        raise ConfigError(f"{what} must be HOST:PORT, got {value!r}")
+    if host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("127."):
+        raise ConfigError(f"{what} must be a loopback address (127.0.0.1, ::1), got {host!r}")
+    return host, int(port_text)

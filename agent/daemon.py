@@ -1,0 +1,75 @@
+"""``centre-agent run``: the daemon's lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+
+from agent.api.grpc_server import GrpcServer, ServiceCore
+from agent.api.services.agentinfo import AgentServiceCore
+from agent.api.services.barcode import BarcodeServiceCore
+from agent.api.services.devices import DeviceServiceCore
+from agent.api.services.fingerprint import FingerprintServiceCore
+from agent.api.services.idcard import IdCardServiceCore
+from agent.api.services.printer import PrinterServiceCore
+from agent.api.services.scanner import ScannerServiceCore
+from agent.config import AgentConfig, check_loopback_address
+from agent.core.runtime import AgentRuntime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningAgent:
+    runtime: AgentRuntime
+    server: GrpcServer
+    listen: dict[str, str] = field(default_factory=dict)
+
+    async def stop(self) -> None:
+        await self.server.stop(self.runtime.config.agent.shutdown_grace_seconds)
+        await self.runtime.stop()
+
+
+async def start_agent(config: AgentConfig, simulate: bool = False) -> RunningAgent:
+    runtime = AgentRuntime(config, simulate=simulate)
+    listen: dict[str, str] = {}
+    cores: list[ServiceCore] = [
+        DeviceServiceCore(runtime), AgentServiceCore(runtime, listen), IdCardServiceCore(runtime),
+        FingerprintServiceCore(runtime), ScannerServiceCore(runtime), PrinterServiceCore(runtime),
+        BarcodeServiceCore(runtime)]
+    server = GrpcServer(cores, runtime.metrics, config.agent.max_message_bytes)
+    if config.agent.socket:
+        server.listen_unix(config.agent.socket, int(config.agent.socket_mode, 8))
+        listen["socket"] = config.agent.socket
+    if config.agent.tcp:
+        host, port = check_loopback_address(config.agent.tcp, "agent.tcp")
+        listen["tcp"] = f"{host}:{server.listen_tcp(host, port)}"
+    if config.metrics.listen:
+        host, port = check_loopback_address(config.metrics.listen, "metrics.listen")
+        listen["metrics"] = f"{host}:{runtime.metrics.serve(host, port)}"
+    runtime.metrics.leases.set_function(lambda: runtime.leases.held)
+    runtime.metrics.event_clients.set_function(lambda: runtime.bus.subscriber_count)
+    await runtime.start()
+    await server.start()
+    log.info("centre-agent %s serving on %s%s", runtime.version,
+             ", ".join(f"{k}={v}" for k, v in listen.items()), " (simulated devices)" if simulate else "")
+    return RunningAgent(runtime, server, listen)
+
+
+async def run_agent(config: AgentConfig, simulate: bool = False) -> None:
+    agent = await start_agent(config, simulate)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # machine-readable readiness line for supervisors and tests
+    print(f"centre-agent ready pid={os.getpid()} " + " ".join(f"{k}={v}" for k, v in agent.listen.items()),
+          flush=True)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        await agent.stop()
