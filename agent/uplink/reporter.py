@@ -111,8 +111,9 @@ def _code(value: str, fallback: str) -> str:
 def device_status(info: DeviceInfo) -> reporting_pb2.DeviceStatus:
     """The privacy-safe report of one device (no serial, address or lease holder)."""
     health = info.health
+    name = info.name.replace(info.serial, "*") if len(info.serial) >= 4 else info.name  # serials stay on the PC
     return reporting_pb2.DeviceStatus(
-        device_id=info.id, kind=info.family.value, backend=info.backend[:32], name=info.name[:128],
+        device_id=info.id, kind=info.family.value, backend=info.backend[:32], name=name[:128],
         vendor=info.vendor[:64], model=info.model[:64], state=_STATE[info.state],
         last_error=_code(health.last_error, "ERROR") if health.last_error else "",
         conditions=[reporting_pb2.Condition(code=_code(c.code, "unknown"), severity=_SEVERITY[c.severity])
