@@ -51,7 +51,7 @@ class ReportWriter:
             try:
                 results = await self.store.apply_reports([r for r, _ in live])
             except Exception as exc:  # storage failure: fail this batch, keep serving
-                log.error("storing %d reports failed: %s", len(live), type(exc).__name__)
+                log.error("storing %d reports failed: %s", len(live), type(exc).__name__, exc_info=True)
                 for _, future in live:
                     if not future.done():
                         future.set_exception(exc)

@@ -149,13 +149,28 @@ class FleetStore(abc.ABC):
 
     # -- writes ------------------------------------------------------------------------------
 
+    #: errors after which the whole transaction is simply run again (deadlock between replicas)
+    retryable_errors: tuple[type[BaseException], ...] = ()
+
     async def apply_reports(self, reports: Sequence[AgentReport]) -> list[ReportResult]:
         """Apply a batch of reports in one transaction, deduplicating by (agent, epoch, seq)."""
-        results: list[ReportResult] = []
-        async with self.transaction() as tx:
-            for report in reports:
-                results.append(await self._apply(tx, report))
-        return results
+        for attempt in range(3):
+            try:
+                results: list[ReportResult] = []
+                async with self.transaction() as tx:
+                    if self.row_lock:
+                        # lock every agent row of the batch in one order: concurrent writers
+                        # (heartbeat flushes, other replicas) then cannot deadlock on them
+                        ids = sorted({r.agent.agent_id for r in reports})
+                        await tx.fetchall(f"SELECT agent_id FROM agents WHERE agent_id = ANY(?) "
+                                          f"ORDER BY agent_id{self.row_lock}", (ids,))
+                    for report in reports:
+                        results.append(await self._apply(tx, report))
+                return results
+            except self.retryable_errors:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _apply(self, tx: Tx, report: AgentReport) -> ReportResult:
         agent = report.agent
@@ -248,9 +263,19 @@ class FleetStore(abc.ABC):
         """Upsert agents from buffered heartbeats (last-seen only moves forward)."""
         if not beats:
             return
+        beats = sorted(beats, key=lambda b: b.agent.agent_id)  # same lock order as report batches
         rows = [(b.agent.agent_id, b.agent.province, b.agent.centre, b.health.host, b.health.version,
                  b.health.uptime_seconds, b.health.config_hash, b.health.certificate_not_after,
                  b.interval_s, 0, 0, b.seen_ms, b.seen_ms) for b in beats]
+        for attempt in range(3):
+            try:
+                await self._save_beat_rows(rows)
+                return
+            except self.retryable_errors:
+                if attempt == 2:
+                    raise
+
+    async def _save_beat_rows(self, rows: Sequence[Row]) -> None:
         async with self.transaction() as tx:
             await tx.executemany(
                 f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "

@@ -39,6 +39,7 @@ class PostgresFleetStore(FleetStore):
     name = "postgresql"
     serial_pk = "BIGSERIAL PRIMARY KEY"
     row_lock = " FOR UPDATE"
+    retryable_errors = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
     def __init__(self, dsn: str, *, pool_size: int = 4) -> None:
         self.dsn = dsn
