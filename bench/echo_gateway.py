@@ -12,15 +12,15 @@ from grpc import aio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from centre.gateway.v1 import reporting_pb2, reporting_pb2_grpc  # noqa: E402
+from centre.gateway.v1 import reporting_pb2, reporting_pb2_grpc
 
 
 class Echo(reporting_pb2_grpc.AgentReportingServicer):
-    async def Heartbeat(self, request: reporting_pb2.HeartbeatRequest,  # noqa: N802
+    async def Heartbeat(self, request: reporting_pb2.HeartbeatRequest,
                         context: object) -> reporting_pb2.HeartbeatResponse:
         return reporting_pb2.HeartbeatResponse(acked_seq=request.last_seq)
 
-    async def ReportDevices(self, request: reporting_pb2.ReportDevicesRequest,  # noqa: N802
+    async def ReportDevices(self, request: reporting_pb2.ReportDevicesRequest,
                             context: object) -> reporting_pb2.ReportDevicesResponse:
         return reporting_pb2.ReportDevicesResponse(acked_seq=request.updates[-1].seq, applied=len(request.updates))
 

@@ -28,9 +28,9 @@ from grpc import aio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from centre.gateway.v1 import reporting_pb2, reporting_pb2_grpc  # noqa: E402
-from tests.gateway.gateway_process import AGENT_TOKEN, GatewayProcess  # noqa: E402
-from tests.gateway.postgres_server import PostgresServer  # noqa: E402
+from centre.gateway.v1 import reporting_pb2, reporting_pb2_grpc
+from tests.gateway.gateway_process import AGENT_TOKEN, GatewayProcess
+from tests.gateway.postgres_server import PostgresServer
 
 MD = (("authorization", f"Bearer {AGENT_TOKEN}"),)
 TARGET_P99 = 0.100
@@ -41,7 +41,7 @@ def _agent(i: int) -> reporting_pb2.AgentIdentity:
     return reporting_pb2.AgentIdentity(agent_id=f"sim-{i:06d}", province=f"P{i % 63:02d}", centre=f"C{i % 3300:04d}")
 
 
-def _status(i: int, state: int) -> reporting_pb2.DeviceStatus:
+def _status(i: int, state: reporting_pb2.DeviceState.ValueType) -> reporting_pb2.DeviceStatus:
     return reporting_pb2.DeviceStatus(
         device_id=f"printer-{i % 4}", kind="printer", backend="ipp", name="Printer", model="M404", state=state,
         supplies=[reporting_pb2.Supply(name="Black Toner", kind="toner", level_percent=i % 100)],
@@ -80,7 +80,7 @@ class Fleet:
                                          metadata=MD, timeout=10)
             latencies.append(time.perf_counter() - started)
         except grpc.RpcError as exc:
-            errors.append(exc.code().name)  # type: ignore[attr-defined]
+            errors.append(exc.code().name)
 
     async def run_level(self, agents: int, seconds: float) -> tuple[int, int, list[float], list[str]]:
         """Open loop: calls start on schedule whether or not earlier ones finished."""

@@ -15,7 +15,6 @@ from gateway.model import (
     AgentHealthInfo,
     AgentRef,
     AgentReport,
-    AgentRow,
     ConditionInfo,
     DeviceReport,
     ProblemSeverity,

@@ -109,7 +109,8 @@ class FleetSnapshot:
             for device in view.devices:
                 r = device.report
                 if any(needle in s.casefold() for s in (r.device_id, r.name, r.model, r.vendor)):
-                    hits.append(SearchHitView(agent, r.device_id, f"{r.name} [{r.device_id}] ({r.kind}) on {agent.agent_id}"))
+                    label = f"{r.name} [{r.device_id}] ({r.kind}) on {agent.agent_id}"
+                    hits.append(SearchHitView(agent, r.device_id, label))
             if len(hits) >= limit:
                 break
         return hits[:limit]

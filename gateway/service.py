@@ -115,7 +115,7 @@ class ReportingService(reporting_pb2_grpc.AgentReportingServicer):
         self._guard = _Guard(metrics, bucket)
         self._fleet = fleet
 
-    async def Heartbeat(self, request: reporting_pb2.HeartbeatRequest,  # noqa: N802 - gRPC method name
+    async def Heartbeat(self, request: reporting_pb2.HeartbeatRequest,
                         context: aio.ServicerContext[reporting_pb2.HeartbeatRequest,
                                                      reporting_pb2.HeartbeatResponse],
                         ) -> reporting_pb2.HeartbeatResponse:
@@ -138,7 +138,7 @@ class ReportingService(reporting_pb2_grpc.AgentReportingServicer):
                 server_time_ms=now)
         return await self._guard.run("Heartbeat", context, 1.0, handle)
 
-    async def ReportDevices(self, request: reporting_pb2.ReportDevicesRequest,  # noqa: N802
+    async def ReportDevices(self, request: reporting_pb2.ReportDevicesRequest,
                             context: aio.ServicerContext[reporting_pb2.ReportDevicesRequest,
                                                          reporting_pb2.ReportDevicesResponse],
                             ) -> reporting_pb2.ReportDevicesResponse:
@@ -173,7 +173,7 @@ class FleetQueryService(fleet_pb2_grpc.FleetQueryServicer):
         self._auth = auth
         self._guard = _Guard(metrics, None)
 
-    async def GetFleetSummary(self, request: fleet_pb2.GetFleetSummaryRequest,  # noqa: N802
+    async def GetFleetSummary(self, request: fleet_pb2.GetFleetSummaryRequest,
                               context: aio.ServicerContext[fleet_pb2.GetFleetSummaryRequest,
                                                            fleet_pb2.GetFleetSummaryResponse],
                               ) -> fleet_pb2.GetFleetSummaryResponse:
@@ -188,7 +188,7 @@ class FleetQueryService(fleet_pb2_grpc.FleetQueryServicer):
                 for c in snapshot.centres(request.province)])
         return await self._guard.run("GetFleetSummary", context, 0, handle)
 
-    async def ListAgents(self, request: fleet_pb2.ListAgentsRequest,  # noqa: N802
+    async def ListAgents(self, request: fleet_pb2.ListAgentsRequest,
                          context: aio.ServicerContext[fleet_pb2.ListAgentsRequest, fleet_pb2.ListAgentsResponse],
                          ) -> fleet_pb2.ListAgentsResponse:
         async def handle() -> fleet_pb2.ListAgentsResponse:
@@ -203,7 +203,7 @@ class FleetQueryService(fleet_pb2_grpc.FleetQueryServicer):
                 for v in views])
         return await self._guard.run("ListAgents", context, 0, handle)
 
-    async def ListProblems(self, request: fleet_pb2.ListProblemsRequest,  # noqa: N802
+    async def ListProblems(self, request: fleet_pb2.ListProblemsRequest,
                            context: aio.ServicerContext[fleet_pb2.ListProblemsRequest,
                                                         fleet_pb2.ListProblemsResponse],
                            ) -> fleet_pb2.ListProblemsResponse:
@@ -218,7 +218,7 @@ class FleetQueryService(fleet_pb2_grpc.FleetQueryServicer):
                 for p in problems])
         return await self._guard.run("ListProblems", context, 0, handle)
 
-    async def Search(self, request: fleet_pb2.SearchRequest,  # noqa: N802
+    async def Search(self, request: fleet_pb2.SearchRequest,
                      context: aio.ServicerContext[fleet_pb2.SearchRequest, fleet_pb2.SearchResponse],
                      ) -> fleet_pb2.SearchResponse:
         async def handle() -> fleet_pb2.SearchResponse:

@@ -217,7 +217,8 @@ class HealthReporter:
 
     async def _heartbeat(self, stub: reporting_pb2_grpc.AgentReportingAsyncStub) -> None:
         request = reporting_pb2.HeartbeatRequest(
-            agent=self._identity(), health=self._health(), interval_seconds=max(1, int(self.settings.heartbeat_interval)),
+            agent=self._identity(), health=self._health(),
+            interval_seconds=max(1, int(self.settings.heartbeat_interval)),
             epoch=self._outbox.epoch, last_seq=self._outbox.last_seq)
         reply: reporting_pb2.HeartbeatResponse = await stub.Heartbeat(
             request, metadata=self._credentials.call_metadata(), timeout=self.settings.call_timeout)

@@ -162,7 +162,7 @@ class FleetStore(abc.ABC):
                         # lock every agent row of the batch in one order: concurrent writers
                         # (heartbeat flushes, other replicas) then cannot deadlock on them
                         ids = sorted({r.agent.agent_id for r in reports})
-                        await tx.fetchall(f"SELECT agent_id FROM agents WHERE agent_id = ANY(?) "
+                        await tx.fetchall(f"SELECT agent_id FROM agents WHERE agent_id = ANY(?) "  # noqa: S608 - constant column lists only
                                           f"ORDER BY agent_id{self.row_lock}", (ids,))
                     for report in reports:
                         results.append(await self._apply(tx, report))
@@ -175,11 +175,11 @@ class FleetStore(abc.ABC):
     async def _apply(self, tx: Tx, report: AgentReport) -> ReportResult:
         agent = report.agent
         now = report.received_ms
-        row = await tx.fetchone(f"SELECT epoch, acked_seq FROM agents WHERE agent_id = ?{self.row_lock}",
+        row = await tx.fetchone(f"SELECT epoch, acked_seq FROM agents WHERE agent_id = ?{self.row_lock}",  # noqa: S608 - constant column lists only
                                 (agent.agent_id,))
         if row is None:
             first = report.health or AgentHealthInfo()
-            await tx.execute(f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            await tx.execute(f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 - constant column lists only
                              (agent.agent_id, agent.province, agent.centre, first.host, first.version,
                               first.uptime_seconds, first.config_hash, first.certificate_not_after,
                               60, report.epoch, 0, now, now))
@@ -234,7 +234,7 @@ class FleetStore(abc.ABC):
                                      [(agent.agent_id, d) for d in sorted(removed)])
             if changed:
                 await tx.executemany(
-                    f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                    f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "  # noqa: S608 - constant column lists only
                     "ON CONFLICT (agent_id, device_id) DO UPDATE SET kind = excluded.kind, "
                     "backend = excluded.backend, name = excluded.name, vendor = excluded.vendor, "
                     "model = excluded.model, state = excluded.state, last_error = excluded.last_error, "
@@ -278,7 +278,7 @@ class FleetStore(abc.ABC):
     async def _save_beat_rows(self, rows: Sequence[Row]) -> None:
         async with self.transaction() as tx:
             await tx.executemany(
-                f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "  # noqa: S608 - constant column lists only
                 "ON CONFLICT (agent_id) DO UPDATE SET province = excluded.province, centre = excluded.centre, "
                 "host = excluded.host, version = excluded.version, uptime_seconds = excluded.uptime_seconds, "
                 "config_hash = excluded.config_hash, certificate_not_after = excluded.certificate_not_after, "
@@ -301,18 +301,18 @@ class FleetStore(abc.ABC):
 
     async def agents(self) -> list[AgentRow]:
         async with self.transaction() as tx:
-            rows = await tx.fetchall(f"SELECT {_AGENT_COLUMNS} FROM agents ORDER BY centre, agent_id")
+            rows = await tx.fetchall(f"SELECT {_AGENT_COLUMNS} FROM agents ORDER BY centre, agent_id")  # noqa: S608 - constant column lists only
         return [AgentRow(AgentRef(str(r[0]), str(r[1]), str(r[2])),
                          AgentHealthInfo(str(r[4]), int(r[5]), str(r[3]), str(r[6]), int(r[7])),
                          int(r[8]), int(r[9]), int(r[10]), int(r[11]), int(r[12])) for r in rows]
 
     async def devices(self) -> list[DeviceRow]:
         async with self.transaction() as tx:
-            rows = await tx.fetchall(f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY agent_id, device_id")
+            rows = await tx.fetchall(f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY agent_id, device_id")  # noqa: S608 - constant column lists only
         return [_device_row(r) for r in rows]
 
     async def _devices_of(self, tx: Tx, agent_id: str) -> list[DeviceRow]:
-        rows = await tx.fetchall(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE agent_id = ?", (agent_id,))
+        rows = await tx.fetchall(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE agent_id = ?", (agent_id,))  # noqa: S608 - constant column lists only
         return [_device_row(r) for r in rows]
 
     async def transitions(self, agent_id: str, device_id: str | None = None) -> list[Transition]:

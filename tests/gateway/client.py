@@ -16,7 +16,10 @@ def identity(agent_id: str = "hn-bd-001-pc01", centre: str = "HN-BD-001", provin
     return reporting_pb2.AgentIdentity(agent_id=agent_id, province=province, centre=centre)
 
 
-def printer(device_id: str = "printer-1", state: int = reporting_pb2.DEVICE_STATE_READY, *,
+State = reporting_pb2.DeviceState.ValueType
+
+
+def printer(device_id: str = "printer-1", state: State = reporting_pb2.DEVICE_STATE_READY, *,
             toner: int = 80, last_error: str = "") -> reporting_pb2.DeviceStatus:
     return reporting_pb2.DeviceStatus(
         device_id=device_id, kind="printer", backend="ipp", name="HP LaserJet M404", vendor="HP",

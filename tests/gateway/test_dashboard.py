@@ -43,13 +43,18 @@ def test_dashboard_shows_centre_with_problem_and_drills_down(gateway: GatewayPro
     assert 'data-centre="HN-BD-001" class="error"' in home  # the centre with a problem stands out
     assert 'data-centre="HN-HK-002" class=""' in home
     problems = home.split('id="problems"', 1)[1]
-    assert "device-error" in problems and "hn-bd-001-pc03" in problems and "HN-HK-002" not in problems
+    assert "device-error" in problems
+    assert "hn-bd-001-pc03" in problems
+    assert "HN-HK-002" not in problems
 
     centre = dump_dom(gateway.http + "/#centre=HN-BD-001")
-    assert 'data-agent="hn-bd-001-pc03"' in centre and "hn-hk-002-pc01" not in centre.split('id="problems"')[0]
+    assert 'data-agent="hn-bd-001-pc03"' in centre
+    assert "hn-hk-002-pc01" not in centre.split('id="problems"')[0]
 
     pc = dump_dom(gateway.http + "/#agent=hn-bd-001-pc03")
-    assert 'data-device="jammed-printer"' in pc and "MEDIA_JAM" in pc and "Black Toner 80%" in pc
+    assert 'data-device="jammed-printer"' in pc
+    assert "MEDIA_JAM" in pc
+    assert "Black Toner 80%" in pc
 
     found = dump_dom(gateway.http + "/#q=jammed")
     assert "jammed-printer" in found.split('id="problems"')[0]

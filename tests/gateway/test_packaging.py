@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.request
 
-import yaml
+import httpx
+import yaml  # type: ignore[import-untyped]  # PyYAML comes with uvicorn[standard]
 
 from tests.gateway.client import AGENT_MD, GatewayClient, heartbeat, printer, report, status_update
 from tests.gateway.gateway_process import REPO, GatewayProcess
@@ -19,7 +19,7 @@ def _exported(gateway: GatewayProcess) -> set[str]:
     client.reporting.Heartbeat(heartbeat(), metadata=AGENT_MD, timeout=10)
     client.reporting.ReportDevices(report(status_update(1, printer(toner=3))), metadata=AGENT_MD, timeout=10)
     client.close()
-    text = urllib.request.urlopen(gateway.http + "/metrics", timeout=10).read().decode()
+    text = httpx.get(gateway.http + "/metrics", timeout=10, trust_env=False).text
     names = set()
     for line in text.splitlines():
         if line.startswith("# TYPE "):
@@ -42,7 +42,8 @@ def test_alert_rules_use_exported_metrics_grouped_by_centre(gateway: GatewayProc
         assert "centre" in rule["annotations"]["summary"]
     for name, rule in alerts.items():
         used = set(_NAME.findall(rule["expr"]))
-        assert used and used <= exported, (name, used - exported)
+        assert used, name
+        assert used <= exported, (name, used - exported)
 
 
 def test_grafana_dashboard_queries_exported_metrics(gateway: GatewayProcess) -> None:
@@ -52,5 +53,6 @@ def test_grafana_dashboard_queries_exported_metrics(gateway: GatewayProcess) -> 
     assert len(exprs) >= 8
     for expr in exprs:
         used = set(_NAME.findall(expr))
-        assert used and used <= exported, (expr, used - exported)
+        assert used, expr
+        assert used <= exported, (expr, used - exported)
     assert {v["name"] for v in dashboard["templating"]["list"]} >= {"province", "centre"}

@@ -82,7 +82,8 @@ def test_config_errors_name_key_and_file(tmp_path: Path, text: str, needle: str)
     path = _write(tmp_path, text)
     with pytest.raises(ConfigError) as err:
         load_config(path)
-    assert needle in str(err.value) and str(path) in str(err.value)
+    assert needle in str(err.value)
+    assert str(path) in str(err.value)
 
 
 def test_config_valid_and_defaults(tmp_path: Path) -> None:
@@ -110,7 +111,8 @@ def test_validation_messages_do_not_echo_values() -> None:
     bad = report(status_update(1, printer(last_error=secret)))
     with pytest.raises(InvalidRequestError) as err:
         convert.agent_report(bad, 0)
-    assert secret not in str(err.value) and "last_error" in str(err.value)
+    assert secret not in str(err.value)
+    assert "last_error" in str(err.value)
     bad = report(status_update(1, printer()), agent=identity(agent_id=secret))
     with pytest.raises(InvalidRequestError) as err:
         convert.agent_report(bad, 0)
@@ -121,7 +123,8 @@ def test_valid_report_converts() -> None:
     req = report(status_update(1, printer("p1", reporting_pb2.DEVICE_STATE_BUSY, toner=7)),
                  reporting_pb2.DeviceUpdate(seq=5, observed_at_ms=9, removed_device_id="p0"))
     parsed = convert.agent_report(req, 123)
-    assert parsed.received_ms == 123 and parsed.updates[0].status is not None
+    assert parsed.received_ms == 123
+    assert parsed.updates[0].status is not None
     assert parsed.updates[0].status.state == "busy"
     assert parsed.updates[0].status.supplies[0].level_percent == 7
     assert parsed.updates[1].removed_id == "p0"

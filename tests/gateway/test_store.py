@@ -48,7 +48,8 @@ async def test_apply_diffs_in_order_and_dedupe_replays(store: FleetStore) -> Non
 async def test_new_epoch_resets_cursor(store: FleetStore) -> None:
     await store.apply_reports([report(1, Update(5, 1, status("p1", "ready")))])
     [res] = await store.apply_reports([report(2, Update(1, 2, status("p1", "error")))])
-    assert res.acked_seq == 1 and res.applied == 1
+    assert res.acked_seq == 1
+    assert res.applied == 1
     assert await store.cursor(AGENT.agent_id) == (2, 1)
 
 
@@ -60,7 +61,8 @@ async def test_snapshot_replaces_device_set(store: FleetStore) -> None:
     assert set(devices) == {"b", "c"}
     assert devices["b"].state_since_ms == 2  # unchanged state keeps its age
     states = [(t.device_id, t.state) for t in await store.transitions(AGENT.agent_id)]
-    assert ("a", "removed") in states and ("c", "busy") in states
+    assert ("a", "removed") in states
+    assert ("c", "busy") in states
     await store.apply_reports([report(1, Update(4, 4, removed_id="b"))])
     assert [d.report.device_id for d in await store.devices()] == ["c"]
 
