@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import grpc
 
 from centre.gateway.v1 import fleet_pb2, fleet_pb2_grpc, reporting_pb2, reporting_pb2_grpc
@@ -16,7 +18,7 @@ def identity(agent_id: str = "hn-bd-001-pc01", centre: str = "HN-BD-001", provin
     return reporting_pb2.AgentIdentity(agent_id=agent_id, province=province, centre=centre)
 
 
-State = reporting_pb2.DeviceState.ValueType
+State: TypeAlias = reporting_pb2.DeviceState.ValueType
 
 
 def printer(device_id: str = "printer-1", state: State = reporting_pb2.DEVICE_STATE_READY, *,
