@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from gateway.model import (
     AgentHealthInfo,
@@ -83,6 +83,23 @@ _DEVICE_COLUMNS = ("agent_id, device_id, kind, backend, name, vendor, model, sta
                    "conditions, supplies, counters, state_since_ms, problem_since_ms, updated_ms")
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+S = TypeVar("S", bound="FleetStore")
+
+
+def storage_unit(method: Callable[Concatenate[S, P], Coroutine[Any, Any, T]],
+                 ) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
+    """Mark a public store method as one unit of work, run wherever the backend runs its
+    work (:meth:`FleetStore._run`): inline for PostgreSQL, on the SQLite thread for SQLite."""
+
+    async def unit(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run(lambda: method(self, *args, **kwargs))
+
+    unit.__name__, unit.__qualname__, unit.__doc__ = method.__name__, method.__qualname__, method.__doc__
+    return unit
+
+
 class Tx(abc.ABC):
     """One open transaction. SQL uses ``?`` placeholders; backends translate."""
 
@@ -119,12 +136,17 @@ class FleetStore(abc.ABC):
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Tx]: ...
 
+    async def _run(self, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run one unit of storage work (a public method's body)."""
+        return await work()
+
     @abc.abstractmethod
     async def _migration_lock(self, tx: Tx) -> None:
         """Serialise migrations between gateway replicas."""
 
     # -- migrations --------------------------------------------------------------------------
 
+    @storage_unit
     async def migrate(self) -> int:
         """Apply pending migrations; returns the schema version."""
         async with self.transaction() as tx:
@@ -142,6 +164,7 @@ class FleetStore(abc.ABC):
                                  (version, int(time.time() * 1000)))
             return max((v for v, _ in MIGRATIONS), default=0)
 
+    @storage_unit
     async def schema_version(self) -> int:
         async with self.transaction() as tx:
             row = await tx.fetchone("SELECT MAX(version) FROM schema_migrations")
@@ -152,6 +175,7 @@ class FleetStore(abc.ABC):
     #: errors after which the whole transaction is simply run again (deadlock between replicas)
     retryable_errors: tuple[type[BaseException], ...] = ()
 
+    @storage_unit
     async def apply_reports(self, reports: Sequence[AgentReport]) -> list[ReportResult]:
         """Apply a batch of reports in one transaction, deduplicating by (agent, epoch, seq)."""
         for attempt in range(3):
@@ -259,6 +283,7 @@ class FleetStore(abc.ABC):
                              (agent.province, agent.centre, report.epoch, acked, now, agent.agent_id))
         return ReportResult(acked_seq=acked, applied=len(fresh), replayed=replayed)
 
+    @storage_unit
     async def save_beats(self, beats: Sequence[Beat]) -> None:
         """Upsert agents from buffered heartbeats (last-seen only moves forward)."""
         if not beats:
@@ -287,18 +312,21 @@ class FleetStore(abc.ABC):
 
     # -- reads -------------------------------------------------------------------------------
 
+    @storage_unit
     async def cursor(self, agent_id: str) -> tuple[int, int] | None:
         """(epoch, acked_seq) of an agent, or None when unknown."""
         async with self.transaction() as tx:
             row = await tx.fetchone("SELECT epoch, acked_seq FROM agents WHERE agent_id = ?", (agent_id,))
         return (int(row[0]), int(row[1])) if row else None
 
+    @storage_unit
     async def cursors(self) -> dict[str, tuple[int, int]]:
         """(epoch, acked_seq) of every agent that has reported."""
         async with self.transaction() as tx:
             rows = await tx.fetchall("SELECT agent_id, epoch, acked_seq FROM agents WHERE epoch != 0")
         return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
 
+    @storage_unit
     async def agents(self) -> list[AgentRow]:
         async with self.transaction() as tx:
             rows = await tx.fetchall(f"SELECT {_AGENT_COLUMNS} FROM agents ORDER BY centre, agent_id")  # noqa: S608 - constant column lists only
@@ -306,6 +334,7 @@ class FleetStore(abc.ABC):
                          AgentHealthInfo(str(r[4]), int(r[5]), str(r[3]), str(r[6]), int(r[7])),
                          int(r[8]), int(r[9]), int(r[10]), int(r[11]), int(r[12])) for r in rows]
 
+    @storage_unit
     async def devices(self) -> list[DeviceRow]:
         async with self.transaction() as tx:
             rows = await tx.fetchall(f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY agent_id, device_id")  # noqa: S608 - constant column lists only
@@ -315,6 +344,7 @@ class FleetStore(abc.ABC):
         rows = await tx.fetchall(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE agent_id = ?", (agent_id,))  # noqa: S608 - constant column lists only
         return [_device_row(r) for r in rows]
 
+    @storage_unit
     async def transitions(self, agent_id: str, device_id: str | None = None) -> list[Transition]:
         """State transitions of an agent's devices in arrival order."""
         sql = "SELECT agent_id, device_id, seq, state, observed_ms FROM transitions WHERE agent_id = ?"
@@ -326,6 +356,7 @@ class FleetStore(abc.ABC):
             rows = await tx.fetchall(sql + " ORDER BY id", params)
         return [Transition(str(r[0]), str(r[1]), int(r[2]), str(r[3]), int(r[4])) for r in rows]
 
+    @storage_unit
     async def prune_transitions(self, older_than_ms: int) -> None:
         async with self.transaction() as tx:
             await tx.execute("DELETE FROM transitions WHERE received_ms < ?", (older_than_ms,))
