@@ -21,7 +21,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "auth": {"agent_tokens": (list,), "admin_tokens": (list,)},
     "admission": {"rate": (int, float), "burst": (int, float), "enabled": (bool,)},
     "fleet": {"heartbeat_flush_seconds": (int, float), "view_cache_seconds": (int, float),
-              "write_batch": (int,)},
+              "write_batch": (int,), "transition_retention_days": (int, float)},
     "logging": {"level": (str,)},
 }
 
@@ -43,6 +43,7 @@ class GatewayConfig:
     heartbeat_flush_seconds: float = 30.0
     view_cache_seconds: float = 2.0
     write_batch: int = 256
+    transition_retention_days: float = 90.0
     log_level: str = "INFO"
     source: str = field(default="<defaults>", compare=False)
 
@@ -57,6 +58,7 @@ _FIELDS = {
     ("admission", "burst"): "admission_burst",
     ("fleet", "heartbeat_flush_seconds"): "heartbeat_flush_seconds",
     ("fleet", "view_cache_seconds"): "view_cache_seconds", ("fleet", "write_batch"): "write_batch",
+    ("fleet", "transition_retention_days"): "transition_retention_days",
     ("logging", "level"): "log_level",
 }
 
@@ -124,7 +126,8 @@ def _check(config: GatewayConfig, where: str) -> None:
         raise ConfigError(f"{where}: storage.dsn is required for postgresql")
     if config.admission_rate <= 0 or config.admission_burst < 1:
         raise ConfigError(f"{where}: admission.rate must be > 0 and admission.burst >= 1")
-    if config.heartbeat_flush_seconds <= 0 or config.view_cache_seconds < 0 or config.write_batch < 1:
+    if config.heartbeat_flush_seconds <= 0 or config.view_cache_seconds < 0 or config.write_batch < 1 \
+            or config.transition_retention_days <= 0:
         raise ConfigError(f"{where}: fleet intervals must be positive")
     if config.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"{where}: logging.level must be DEBUG, INFO, WARNING or ERROR")

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 
 import grpc
 import uvicorn
@@ -59,6 +60,7 @@ class Gateway:
         self.writer.cursors.update(await self.store.cursors())
         self._tasks.append(asyncio.create_task(self.writer.run(), name="report-writer"))
         self._tasks.append(asyncio.create_task(self.beats.run(), name="heartbeat-flush"))
+        self._tasks.append(asyncio.create_task(self._maintain(), name="maintenance"))
         bucket = (TokenBucket(self.config.admission_rate, self.config.admission_burst)
                   if self.config.admission_enabled else None)
         agents = BearerTokenAuthenticator(self.config.agent_tokens)
@@ -92,6 +94,16 @@ class Gateway:
         # loop for ~100 ms and show up as the p99.
         gc.collect()
         gc.freeze()
+
+    async def _maintain(self, every: float = 3600.0) -> None:
+        """Prune the transition history past its retention, hourly."""
+        retention_ms = int(self.config.transition_retention_days * 86400 * 1000)
+        while True:
+            try:
+                await self.store.prune_transitions(int(time.time() * 1000) - retention_ms)
+            except Exception as exc:  # storage hiccup: try again next round
+                log.warning("pruning transitions failed: %s", type(exc).__name__)
+            await asyncio.sleep(every)
 
     async def stop(self) -> None:
         if self._http is not None:

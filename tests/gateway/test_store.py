@@ -109,3 +109,11 @@ async def test_batch_of_several_agents_in_one_transaction(store: FleetStore) -> 
     assert all(r.acked_seq == 1 for r in results)
     assert len(await store.agents()) == 50
     assert len(await store.devices()) == 50
+
+
+async def test_prune_transitions_keeps_recent_history(store: FleetStore) -> None:
+    await store.apply_reports([report(1, Update(1, 1, status("p1", "ready")), now=1_000)])
+    await store.apply_reports([report(1, Update(2, 2, status("p1", "error")), now=5_000)])
+    await store.prune_transitions(older_than_ms=3_000)
+    assert [t.state for t in await store.transitions(AGENT.agent_id)] == ["error"]
+    assert len(await store.devices()) == 1  # current state is never pruned
