@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the gateway")
     run.add_argument("--config", type=Path, help="TOML config file (default: built-in defaults, SQLite)")
+    run.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)  # internal: extra worker index
+    run.add_argument("--grpc-port", type=int, default=None, help=argparse.SUPPRESS)
     for name, helptext in (("fleet", "fleet summary by province and centre"),
                            ("devices", "devices (with --problem: current problems)")):
         query = sub.add_parser(name, help=helptext)
@@ -47,20 +50,46 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _serve(config: GatewayConfig) -> None:
+def _start_workers(config_path: Path | None, count: int, grpc_port: int) -> list[subprocess.Popen[bytes]]:
+    """Extra worker processes on the same gRPC port (SO_REUSEPORT): one event loop per core."""
+    workers = []
+    for index in range(1, count):
+        args = [sys.executable, "-m", "gateway.cli", "run", "--worker", str(index), "--grpc-port", str(grpc_port)]
+        if config_path is not None:
+            args += ["--config", str(config_path)]
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        proc.stdout.close()
+        if not line.startswith(b"centre-gateway: ready"):
+            raise ConfigError(f"worker {index} did not start (exit {proc.wait()})")
+        workers.append(proc)
+    return workers
+
+
+async def _serve(config: GatewayConfig, config_path: Path | None, worker: int, grpc_port: int | None) -> None:
     from gateway.server import Gateway
-    gateway = Gateway(config)
+    gateway = Gateway(config, worker=worker, grpc_port=grpc_port)
     await gateway.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    host = config.grpc_listen.rpartition(":")[0]
-    http_host = config.http_listen.rpartition(":")[0]
-    print(f"centre-gateway: ready grpc={host}:{gateway.grpc_port} http={http_host}:{gateway.http_port} "
-          f"storage={gateway.store.name}", flush=True)
-    await stop.wait()
-    await gateway.stop()
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        if worker == 0 and config.workers > 1:
+            workers = await asyncio.to_thread(_start_workers, config_path, config.workers, gateway.grpc_port)
+        host = config.grpc_listen.rpartition(":")[0]
+        http_host = config.http_listen.rpartition(":")[0]
+        print(f"centre-gateway: ready grpc={host}:{gateway.grpc_port} http={http_host}:{gateway.http_port} "
+              f"storage={gateway.store.name} workers={config.workers}", flush=True)
+        await stop.wait()
+    finally:
+        for proc in workers:
+            proc.send_signal(signal.SIGTERM)
+        for proc in workers:
+            await asyncio.to_thread(proc.wait)
+        await gateway.stop()
 
 
 def _admin_token(config: GatewayConfig) -> str:
@@ -120,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
-            asyncio.run(_serve(config))
+            asyncio.run(_serve(config, args.config, args.worker, args.grpc_port))
         except ConfigError as exc:
             print(f"centre-gateway: config error: {exc}", file=sys.stderr)
             return 2

@@ -16,7 +16,7 @@ from agent.errors import ConfigError
 
 #: section -> key -> accepted Python type(s)
 SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
-    "server": {"grpc_listen": (str,), "http_listen": (str,), "max_message_bytes": (int,)},
+    "server": {"grpc_listen": (str,), "http_listen": (str,), "max_message_bytes": (int,), "workers": (int,)},
     "storage": {"backend": (str,), "path": (str,), "dsn": (str,), "pool_size": (int,)},
     "auth": {"agent_tokens": (list,), "admin_tokens": (list,)},
     "admission": {"rate": (int, float), "burst": (int, float), "enabled": (bool,)},
@@ -31,6 +31,7 @@ class GatewayConfig:
     grpc_listen: str = "127.0.0.1:50070"
     http_listen: str = "127.0.0.1:8070"
     max_message_bytes: int = 4 * 1024 * 1024
+    workers: int = 1  # processes sharing the gRPC port; one per core
     storage_backend: str = "sqlite"
     storage_path: str = "/var/lib/centre-gateway/fleet.db"
     storage_dsn: str = ""
@@ -50,7 +51,7 @@ class GatewayConfig:
 
 _FIELDS = {
     ("server", "grpc_listen"): "grpc_listen", ("server", "http_listen"): "http_listen",
-    ("server", "max_message_bytes"): "max_message_bytes",
+    ("server", "max_message_bytes"): "max_message_bytes", ("server", "workers"): "workers",
     ("storage", "backend"): "storage_backend", ("storage", "path"): "storage_path",
     ("storage", "dsn"): "storage_dsn", ("storage", "pool_size"): "pool_size",
     ("auth", "agent_tokens"): "agent_tokens", ("auth", "admin_tokens"): "admin_tokens",
@@ -120,6 +121,8 @@ def _check(config: GatewayConfig, where: str) -> None:
     host, _ = split_hostport(config.http_listen, f"{where}: server.http_listen")
     if not _is_loopback(host):
         raise ConfigError(f"{where}: server.http_listen must be a loopback address (dashboard has no login)")
+    if not 1 <= config.workers <= 64:
+        raise ConfigError(f"{where}: server.workers must be 1-64")
     if config.storage_backend not in ("sqlite", "postgresql"):
         raise ConfigError(f"{where}: storage.backend must be sqlite or postgresql")
     if config.storage_backend == "postgresql" and not config.storage_dsn:

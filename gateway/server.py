@@ -37,8 +37,13 @@ class _HttpServer(uvicorn.Server):
 class Gateway:
     """One running gateway. ``start`` then ``stop``; ``grpc_port``/``http_port`` are the bound ports."""
 
-    def __init__(self, config: GatewayConfig, store: FleetStore | None = None) -> None:
+    def __init__(self, config: GatewayConfig, store: FleetStore | None = None, *, worker: int = 0,
+                 grpc_port: int | None = None) -> None:
+        """``worker`` > 0 is an extra process sharing the gRPC port (SO_REUSEPORT) and the
+        database with worker 0, which alone serves HTTP; ``grpc_port`` overrides the config's."""
         self.config = config
+        self.worker = worker
+        self._grpc_port_override = grpc_port
         self.store = store or open_store(config.storage_backend, path=config.storage_path,
                                          dsn=config.storage_dsn, pool_size=config.pool_size)
         self.registry = CollectorRegistry()
@@ -68,16 +73,27 @@ class Gateway:
         limit = self.config.max_message_bytes
         server = aio.server(options=[("grpc.max_receive_message_length", limit),
                                      ("grpc.max_send_message_length", limit),
-                                     ("grpc.so_reuseport", 0)])
+                                     ("grpc.so_reuseport", 1 if self.config.workers > 1 else 0)])
         reporting_pb2_grpc.add_AgentReportingServicer_to_server(
             ReportingService(writer=self.writer, beats=self.beats, auth=agents, metrics=self.metrics,
                              bucket=bucket, fleet=self.fleet), server)
         fleet_pb2_grpc.add_FleetQueryServicer_to_server(
             FleetQueryService(fleet=self.fleet, auth=admins, metrics=self.metrics), server)
         host, port = split_hostport(self.config.grpc_listen, "server.grpc_listen")
+        if self._grpc_port_override is not None:
+            port = self._grpc_port_override
         self.grpc_port = server.add_insecure_port(f"{host}:{port}")
         await server.start()
         self._grpc = server
+        if self.worker == 0:
+            await self._start_http()
+        # Everything allocated so far (modules, classes, protobuf descriptors) lives as long as
+        # the process: keep it out of the collector's full scans, which otherwise pause the
+        # loop for ~100 ms and show up as the p99.
+        gc.collect()
+        gc.freeze()
+
+    async def _start_http(self) -> None:
         http_host, http_port = split_hostport(self.config.http_listen, "server.http_listen")
         app = DashboardApp(self.fleet, self.registry, self.metrics, self.collector, lambda: self.beats.pending)
         http = _HttpServer(uvicorn.Config(app, host=http_host, port=http_port, lifespan="off",
@@ -89,11 +105,6 @@ class Gateway:
                 self._tasks[-1].result()
             await asyncio.sleep(0.01)
         self.http_port = http.servers[0].sockets[0].getsockname()[1]
-        # Everything allocated so far (modules, classes, protobuf descriptors) lives as long as
-        # the process: keep it out of the collector's full scans, which otherwise pause the
-        # loop for ~100 ms and show up as the p99.
-        gc.collect()
-        gc.freeze()
 
     async def _maintain(self, every: float = 3600.0) -> None:
         """Prune the transition history past its retention, hourly."""

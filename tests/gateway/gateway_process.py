@@ -18,7 +18,7 @@ ADMIN_TOKEN = "admin-token-for-tests"
 class GatewayProcess:
     def __init__(self, workdir: Path, *, backend: str = "sqlite", dsn: str = "", admission_rate: float = 100000.0,
                  admission_burst: float = 100000.0, flush_seconds: float = 0.2, cache_seconds: float = 0.0,
-                 log_level: str = "DEBUG") -> None:
+                 log_level: str = "DEBUG", workers: int = 1) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.backend = backend
@@ -30,6 +30,7 @@ class GatewayProcess:
         self.flush_seconds = flush_seconds
         self.cache_seconds = cache_seconds
         self.log_level = log_level
+        self.workers = workers
         self.grpc_port = 0
         self.http_port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -49,6 +50,7 @@ class GatewayProcess:
 [server]
 grpc_listen = "127.0.0.1:{self.grpc_port}"
 http_listen = "127.0.0.1:{self.http_port}"
+workers = {self.workers}
 [storage]
 {storage}
 [auth]
@@ -102,6 +104,21 @@ level = "{self.log_level}"
                 proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+    def worker_pids(self) -> list[int]:
+        """Extra worker processes (children of the main gateway process)."""
+        assert self.proc is not None
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                fields = stat.rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.proc.pid and fields[0] != "Z":
+                    found.append(int(entry.name))
+        return found
 
     def rss_kib(self) -> int:
         assert self.proc is not None

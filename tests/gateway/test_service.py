@@ -7,13 +7,14 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
 import pytest
 
-from centre.gateway.v1 import fleet_pb2, reporting_pb2
+from centre.gateway.v1 import fleet_pb2, reporting_pb2, reporting_pb2_grpc
 from tests.gateway.client import (
     ADMIN_MD,
     AGENT_MD,
@@ -194,3 +195,23 @@ def test_cli_fleet_and_problems(client: GatewayClient, gateway: GatewayProcess) 
                           capture_output=True, text=True, check=True, timeout=60).stdout
     assert "device-error" in text
     assert "HN-BD-001" in text
+
+
+def test_workers_share_the_port_and_the_database(gateway_factory: Callable[..., GatewayProcess]) -> None:
+    gw = gateway_factory(workers=2)
+    [worker] = gw.worker_pids()
+    channels = [grpc.insecure_channel(gw.target, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(8)]
+    try:
+        for i, channel in enumerate(channels):
+            stub = reporting_pb2_grpc.AgentReportingStub(channel)
+            agent = identity(agent_id=f"w-{i}", centre=f"HN-W{i % 2}")
+            stub.Heartbeat(heartbeat(agent), metadata=AGENT_MD, timeout=10)
+            stub.ReportDevices(report(status_update(1, printer(f"p{i}")), agent=agent), metadata=AGENT_MD, timeout=10)
+    finally:
+        for channel in channels:
+            channel.close()
+    client = GatewayClient(gw.target)
+    assert sorted(a.agent.agent_id for a in client.agents() if a.devices) == [f"w-{i}" for i in range(8)]
+    client.close()
+    gw.stop()
+    assert not Path(f"/proc/{worker}").exists() or "zombie" in Path(f"/proc/{worker}/status").read_text()
