@@ -8,7 +8,7 @@ are errors, p50/p99 latency and the gateway's RSS, and the largest fleet held wi
 p99 <= 100 ms (ratio p99 / 100 ms printed as the verdict).
 
     /work/venv/bin/python bench/fleet.py [--levels 50000,100000,...] [--seconds 5]
-                                         [--gateways sqlite:1,sqlite:2,postgresql:2]
+                                         [--gateways sqlite:1,postgresql:1,postgresql:2]
 
 ``BACKEND:WORKERS``: workers are gateway processes sharing the port, one per core.
 """
@@ -248,7 +248,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--levels", default="10000,25000,50000,75000,100000,150000,200000")
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--gateways", default="sqlite:1,sqlite:2,postgresql:2")
+    parser.add_argument("--gateways", default="sqlite:1,postgresql:1,postgresql:2")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     gc.collect()
