@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -201,7 +202,10 @@ class HealthReporter:
                 await asyncio.sleep(wait)  # coalesce everything that changes meanwhile
             self._changed.clear()
             last_round = time.monotonic()
-            await self.collect()
+            try:
+                await self.collect()
+            except Exception as exc:  # a bad device or a full disk must not stop the uplink
+                log.warning("collecting device health failed: %s", type(exc).__name__)
 
     # -- link ----------------------------------------------------------------------------------
 
@@ -304,6 +308,9 @@ class HealthReporter:
                         if key == _RETRY_AFTER_KEY and isinstance(value, str) and value.isdigit():
                             delay = max(delay, int(value) / 1000)
                     await asyncio.sleep(delay)
+                except (OSError, sqlite3.Error) as exc:  # outbox trouble: retry later, never die
+                    log.warning("uplink outbox error: %s", type(exc).__name__)
+                    await asyncio.sleep(self._backoff.next_delay())
         finally:
             await channel.close()
 

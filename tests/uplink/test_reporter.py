@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import httpx
 import pytest
 
-from agent.domain.device import Condition, DeviceState, Severity
+from agent.domain.device import Condition, DeviceInfo, DeviceState, Severity
 from agent.uplink.backoff import BackoffPolicy
 from agent.uplink.credentials import StaticTokenCredentials
 from agent.uplink.outbox import Outbox, OutboxLimits
@@ -164,3 +164,30 @@ async def test_privacy_canary_never_reaches_gateway(gateway: GatewayProcess, tmp
                 dump = str(conn.execute(f"SELECT * FROM {table}").fetchall())  # noqa: S608
                 assert canary not in dump
                 assert "p1" in dump or table == "agents"
+
+
+class _BrokenSource(FakeHealthSource):
+    def __init__(self) -> None:
+        super().__init__([make_printer("p1")])
+        self.broken = False
+
+    def devices(self) -> Sequence[DeviceInfo]:
+        if self.broken:
+            raise RuntimeError("driver blew up")
+        return super().devices()
+
+
+async def test_reporter_survives_a_failing_health_source(gateway: GatewayProcess, tmp_path: Path) -> None:
+    source = _BrokenSource()
+    outbox = Outbox(tmp_path / "outbox.db")
+    reporter = HealthReporter(source, FACTS, StaticTokenCredentials(AGENT_TOKEN), outbox, settings(gateway.target))
+    client = GatewayClient(gateway.target)
+    async with running(reporter):
+        await eventually(lambda: len(outbox) == 0 and bool(client.agents()))
+        source.broken = True
+        source.set_state("p1", DeviceState.ERROR)  # wakes the collector, which now fails
+        await asyncio.sleep(0.3)
+        source.broken = False
+        source.set_state("p1", DeviceState.BUSY)
+        await eventually(lambda: client.agents()[0].devices[0].state == 3)
+    client.close()
