@@ -129,3 +129,9 @@ def test_valid_report_converts() -> None:
     assert parsed.updates[0].status.supplies[0].level_percent == 7
     assert parsed.updates[1].removed_id == "p0"
     assert convert.device_pb(parsed.updates[0].status).state == reporting_pb2.DEVICE_STATE_BUSY
+
+
+def test_example_config_is_valid() -> None:
+    config = load_config(REPO / "config" / "gateway.example.toml")
+    assert config.storage_backend == "sqlite"
+    assert config.http_listen.startswith("127.0.0.1:")
