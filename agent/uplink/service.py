@@ -35,7 +35,7 @@ class UplinkOptions:
     heartbeat_seconds: float = 60.0
     diff_seconds: float = 10.0
     snapshot_seconds: float = 4 * 3600.0
-    first_delay_max_seconds: float = 30.0
+    first_delay_max_seconds: float = 90.0
     outbox_max_bytes: int = 8 * 1024 * 1024
     outbox_max_age_seconds: float = 7 * 24 * 3600.0
 
