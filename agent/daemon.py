@@ -21,6 +21,8 @@ from agent.api.services.scanner import ScannerServiceCore
 from agent.config import AgentConfig, WebSection, check_loopback_address
 from agent.core.runtime import AgentRuntime
 from agent.errors import ConfigError
+from agent.uplink.service import Uplink
+from agent.uplink.wiring import build_uplink
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +33,15 @@ class RunningAgent:
     server: GrpcServer
     listen: dict[str, str] = field(default_factory=dict)
     web: ConnectServer | None = None
+    uplink: Uplink | None = None
 
     async def stop(self) -> None:
         grace = self.runtime.config.agent.shutdown_grace_seconds
         if self.web is not None:
             await self.web.stop(grace)
         await self.server.stop(grace)
+        if self.uplink is not None:
+            await self.uplink.stop()
         await self.runtime.stop()
 
 
@@ -71,13 +76,17 @@ async def start_agent(config: AgentConfig, simulate: bool = False) -> RunningAge
         listen["metrics"] = f"{host}:{runtime.metrics.serve(host, port)}"
     runtime.metrics.leases.set_function(lambda: runtime.leases.held)
     runtime.metrics.event_clients.set_function(lambda: runtime.bus.subscriber_count)
+    uplink = build_uplink(runtime)
     await runtime.start()
     await server.start()
     if web is not None:
         await web.start()
+    if uplink is not None:
+        uplink.start()
+        listen["uplink"] = config.uplink.gateway
     log.info("centre-agent %s serving on %s%s", runtime.version,
              ", ".join(f"{k}={v}" for k, v in listen.items()), " (simulated devices)" if simulate else "")
-    return RunningAgent(runtime, server, listen, web)
+    return RunningAgent(runtime, server, listen, web, uplink)
 
 
 async def run_agent(config: AgentConfig, simulate: bool = False) -> None:

@@ -16,19 +16,3 @@ class BarcodeScan:
     def __repr__(self) -> str:
         return f"BarcodeScan(<{len(self.text)} chars redacted>)"
 
-
-@dataclass(frozen=True, slots=True)
-class CccdQrPayload:
-    """Fields of the QR code on a CCCD chip ID card. Dates are ISO ``YYYY-MM-DD``."""
-
-    id_number: str
-    old_id_number: str
-    full_name: str
-    date_of_birth: str
-    sex: str
-    address: str
-    issue_date: str
-    extra: tuple[str, ...] = ()
-
-    def __repr__(self) -> str:
-        return "CccdQrPayload(<redacted>)"

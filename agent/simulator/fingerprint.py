@@ -7,7 +7,7 @@ examples) onto its socket, so enrolment, NBIS matching, retries and cancellation
 are libfprint's own.
 
 Options (``[drivers.sim-fingerprint]``): ``prints_dir`` (default
-``$CENTRE_FINGERPRINT_PRINTS`` or ``<repo>/../shared/data/fingerprints``),
+``$CENTRE_FINGERPRINT_PRINTS`` or the sample prints in ``agent/simulator/prints``),
 ``enroll_print`` (``whorl``) and ``match_print`` (``whorl``; ``tented_arch`` shows a
 rejection).
 """
@@ -37,16 +37,13 @@ from agent.drivers.fingerprint.libfprint_backend import LibfprintBackend, Libfpr
 from agent.errors import ConfigError, DeviceUnavailableError
 from agent.simulator.virtual_image import VirtualImageFinger, print_frame
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def default_prints_dir() -> Path:
+    """``$CENTRE_FINGERPRINT_PRINTS``, else the sample prints shipped with the package."""
     override = os.environ.get("CENTRE_FINGERPRINT_PRINTS")
     if override:
         return Path(override)
-    candidates = [REPO.parent / "shared" / "data" / "fingerprints",
-                  REPO.parent.parent / "shared" / "data" / "fingerprints"]
-    return next((c for c in candidates if c.is_dir()), candidates[0])
+    return Path(__file__).resolve().parent / "prints"
 
 
 class SimulatedFingerprintSensor(LibfprintSensor):

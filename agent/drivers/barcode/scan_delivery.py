@@ -6,8 +6,8 @@ import time
 
 from agent.domain.device import Capabilities, Condition, DeviceHealth, DeviceState, Severity
 from agent.domain.events import EventKind
-from agent.drivers.barcode.cccd_qr import parse_cccd_qr
 from agent.drivers.base import BarcodeScanner
+from agent.drivers.idcard.qr import is_cccd_qr
 
 
 class DeliveringScanner(BarcodeScanner):
@@ -49,7 +49,7 @@ class DeliveringScanner(BarcodeScanner):
 
     def _deliver(self, text: str) -> None:
         self._counters["scans"] += 1
-        cccd = "true" if parse_cccd_qr(text) is not None else "false"
+        cccd = "true" if is_cccd_qr(text) else "false"
         self._ctx.emit(self, EventKind.BARCODE_SCANNED,
                        {"symbology": "", "cccd_qr": cccd, "received_at": f"{time.time():.3f}"},
                        text.encode("utf-8"))
