@@ -31,6 +31,13 @@ def device_of(request: Message) -> str:
     return ""
 
 
+def target_of(request: Message | None, targets: list[str]) -> str:
+    """The device a call acted on: the one it resolved to, else the one its request named."""
+    if targets:
+        return targets[-1]
+    return device_of(request) if request is not None else ""
+
+
 _UNSAFE = re.compile(r'[^\x21-\x7e]|"')
 
 

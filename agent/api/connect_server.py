@@ -118,7 +118,8 @@ def _unary(name: str, impl: Callable[[Any, CallInfo], Awaitable[Any]], limit: in
             metrics.latency.labels(name).observe(elapsed)
             audit.record(operation=name, client_id=call.client_id if call else "",
                          origin=ctx.request_headers.get("origin", ""), transport="connect", outcome=outcome,
-                         device_id=audit.device_of(request), peer=ctx.client_address or "", duration=elapsed)
+                         device_id=audit.target_of(request, call.targets if call else []),
+                         peer=ctx.client_address or "", duration=elapsed)
     return endpoint
 
 
@@ -148,7 +149,8 @@ def _streaming(name: str, impl: Callable[[Any, CallInfo], AsyncIterator[Any]], l
             metrics.operations.labels(name, outcome).inc()
             audit.record(operation=name, client_id=call.client_id if call else "",
                          origin=ctx.request_headers.get("origin", ""), transport="connect", outcome=outcome,
-                         device_id=audit.device_of(request), peer=ctx.client_address or "",
+                         device_id=audit.target_of(request, call.targets if call else []),
+                         peer=ctx.client_address or "",
                          duration=time.perf_counter() - started)
     return endpoint
 
