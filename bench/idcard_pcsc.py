@@ -100,8 +100,8 @@ class TerminalNonces:
 
 
 NONCES = TerminalNonces()
-bac.secrets = NONCES  # type: ignore[assignment]
-active_auth.secrets = NONCES  # type: ignore[assignment]
+bac.secrets = NONCES  # type: ignore[attr-defined,assignment]
+active_auth.secrets = NONCES  # type: ignore[attr-defined,assignment]
 
 
 class TimedContext(RecordingContext):
