@@ -6,7 +6,12 @@ else BAC), the data groups, and every authenticity check.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from agent.domain.idcard import (
     AccessKey,
@@ -33,11 +38,44 @@ from agent.drivers.idcard.reading import EF_CARD_ACCESS, EF_COM, EF_SOD, FileRea
 from agent.drivers.idcard.security_infos import PaceInfo, SecurityInfos, parse_security_infos
 from agent.drivers.idcard.transport import CardTransport
 from agent.drivers.idcard.trust_store import TrustStore
-from agent.drivers.idcard.verification import CheckResult, passive_authentication
+from agent.drivers.idcard.verification import CheckResult, check_sod, passive_verdict
 from agent.errors import DataFormatError, DeviceProtocolError, NotSupportedError
 
 #: Data groups read when the card lists them (DG3/DG4 need terminal authentication).
 READ_GROUPS = (1, 2, 13, 14, 15)
+
+T = TypeVar("T")
+
+#: Parsing and signature checks run here while the card is busy with the next commands (the
+#: exchange itself waits in pcscd or in the card, with the GIL released): EF.SOD's signature
+#: and chain during the data-group reads, the parsers during the reads that follow and during
+#: active authentication. Pure CPU work on immutable bytes; two threads for the whole process.
+_VERIFY_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="idcard-verify")
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome(Generic[T]):
+    """A background step's value or exception (never left for asyncio to log)."""
+
+    value: T | None
+    error: Exception | None
+
+    def get(self) -> T:
+        if self.error is not None:
+            raise self.error
+        assert self.value is not None
+        return self.value
+
+
+def _attempt(fn: Callable[..., T], *args: object) -> _Outcome[T]:
+    try:
+        return _Outcome(fn(*args), None)
+    except Exception as exc:  # handed back to the session, which decides what it means
+        return _Outcome(None, exc)
+
+
+def _in_background(fn: Callable[..., T], *args: object) -> asyncio.Future[_Outcome[T]]:
+    return asyncio.get_running_loop().run_in_executor(_VERIFY_POOL, _attempt, fn, *args)
 
 
 async def _card_access(channel: CardChannel) -> SecurityInfos | None:
@@ -157,6 +195,9 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
             await _open(channel, files, key, pace_info)
 
     sod_raw = await files.read(EF_SOD)
+    sod_check = _in_background(check_sod, sod_raw, trust, now)
+    parsing: dict[int, asyncio.Future[_Outcome[object]]] = {}
+    parsers: dict[int, Callable[[bytes], object]] = {1: lds.parse_dg1, 2: parse_dg2, 13: parse_dg13}
     for number in READ_GROUPS:
         if number == 14 or (number not in com.data_groups and number != 1):
             continue
@@ -165,31 +206,41 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
         content = await files.read(data_group_file(number))
         if content is not None:
             groups[number] = content
+            if number in parsers:
+                parsing[number] = _in_background(parsers[number], content)
     if 1 not in groups:
         raise DeviceProtocolError("the card has no DG1")
 
-    mrz = lds.parse_dg1(groups[1])  # without the MRZ there is no document to report
-    # A DG13 or face the parser cannot read does not hide the rest of the card: the read is
-    # reported with a note (and passive authentication still judges the bytes).
-    dg13: Dg13 | None = None
-    if 13 in groups:
-        try:
-            dg13 = parse_dg13(groups[13])
-        except DataFormatError:
-            details.append("DG13 could not be parsed")
-    face: FaceImage | None = None
-    if 2 in groups:
-        try:
-            face = parse_dg2(groups[2])
-        except DataFormatError:
-            details.append("DG2 face could not be parsed")
+    mrz = (await parsing[1]).get()  # without the MRZ there is no document to report
+    assert isinstance(mrz, Mrz)
 
     if options.active_authentication:
         active = await active_authentication(channel, groups.get(15),
                                              dg14_infos.active_auth_signature_oid if dg14_infos else None)
     else:
         active = CheckResult(Verdict.NOT_SUPPORTED, ["active authentication not requested"])
-    passive = passive_authentication(sod_raw, groups, trust, now)
+
+    # A DG13 or face the parser cannot read does not hide the rest of the card: the read is
+    # reported with a note (and passive authentication still judges the bytes).
+    dg13: Dg13 | None = None
+    if 13 in parsing:
+        try:
+            parsed_dg13 = (await parsing[13]).get()
+        except DataFormatError:
+            details.append("DG13 could not be parsed")
+        else:
+            assert isinstance(parsed_dg13, Dg13)
+            dg13 = parsed_dg13
+    face: FaceImage | None = None
+    if 2 in parsing:
+        try:
+            parsed_face = (await parsing[2]).get()
+        except DataFormatError:
+            details.append("DG2 face could not be parsed")
+        else:
+            assert isinstance(parsed_face, FaceImage)
+            face = parsed_face
+    passive = passive_verdict((await sod_check).get(), groups)
 
     details += [f"passive: {d}" for d in passive.details]
     details += [f"active: {d}" for d in active.details]
