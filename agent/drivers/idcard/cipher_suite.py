@@ -147,7 +147,8 @@ class SessionCiphers:
         self.suite = suite
         if suite.kind is CipherKind.DES3:
             zero = modes.CBC(bytes(8))
-            self._cbc: Cipher[modes.CBC] | None = Cipher(TripleDES(des3_key(enc_key)), zero)
+            self._des3_enc = TripleDES(des3_key(enc_key))
+            self._cbc: Cipher[modes.CBC] | None = Cipher(self._des3_enc, zero)
             self._mac_head = Cipher(TripleDES(des3_key(mac_key[:8])), zero)
             self._mac_tail = Cipher(TripleDES(des3_key(mac_key[:16])), modes.ECB())  # noqa: S305 - one block
         else:
@@ -179,6 +180,16 @@ class SessionCiphers:
             raise DeviceProtocolError("secure messaging: ciphertext is not a whole number of blocks")
         dec = self._cipher(iv).decryptor()
         return dec.update(data) + dec.finalize()
+
+    def decrypt_block(self, block: bytes, previous: bytes) -> bytes:
+        """One CBC step: the plaintext of cipher block ``block`` that followed ``previous``
+        (the preceding cipher block, or the IV for the first block)."""
+        if self._cbc is not None:
+            cipher: Cipher[modes.CBC] = Cipher(self._des3_enc, modes.CBC(previous))
+        else:
+            cipher = Cipher(self._aes, modes.CBC(previous))
+        dec = cipher.decryptor()
+        return dec.update(block) + dec.finalize()
 
     def mac(self, padded: bytes) -> bytes:
         if self._cbc is None:

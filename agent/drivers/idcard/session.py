@@ -34,7 +34,14 @@ from agent.drivers.idcard.dg13 import Dg13, parse_dg13
 from agent.drivers.idcard.face import parse_dg2
 from agent.drivers.idcard.mrz import Mrz, parse_yymmdd, validate_key
 from agent.drivers.idcard.pace import perform_pace
-from agent.drivers.idcard.reading import EF_CARD_ACCESS, EF_COM, EF_SOD, FileReader, data_group_file
+from agent.drivers.idcard.reading import (
+    EF_CARD_ACCESS,
+    EF_COM,
+    EF_SOD,
+    FileReader,
+    PendingContent,
+    data_group_file,
+)
 from agent.drivers.idcard.security_infos import PaceInfo, SecurityInfos, parse_security_infos
 from agent.drivers.idcard.transport import CardTransport
 from agent.drivers.idcard.trust_store import TrustStore
@@ -72,6 +79,12 @@ def _attempt(fn: Callable[..., T], *args: object) -> _Outcome[T]:
         return _Outcome(fn(*args), None)
     except Exception as exc:  # handed back to the session, which decides what it means
         return _Outcome(None, exc)
+
+
+def _finish_face(pending: PendingContent) -> tuple[bytes, _Outcome[FaceImage]]:
+    """DG2's closing chunk verified and decrypted (errors propagate), then parsed."""
+    dg2 = pending.finish()
+    return dg2, _attempt(parse_dg2, dg2)
 
 
 def _in_background(fn: Callable[..., T], *args: object) -> asyncio.Future[_Outcome[T]]:
@@ -197,11 +210,19 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
     sod_raw = await files.read(EF_SOD)
     sod_check = _in_background(check_sod, sod_raw, trust, now)
     parsing: dict[int, asyncio.Future[_Outcome[object]]] = {}
-    parsers: dict[int, Callable[[bytes], object]] = {1: lds.parse_dg1, 2: parse_dg2, 13: parse_dg13}
+    parsers: dict[int, Callable[[bytes], object]] = {1: lds.parse_dg1, 13: parse_dg13}
+    face_read: asyncio.Future[_Outcome[tuple[bytes, _Outcome[FaceImage]]]] | None = None
     for number in READ_GROUPS:
         if number == 14 or (number not in com.data_groups and number != 1):
             continue
         if number == 2 and not options.include_face:
+            continue
+        if number == 2:
+            # The face is most of the bytes: its secure-messaging check and decryption run in
+            # the background with its parser, while DG13, DG15 and AA go to the card.
+            pending = await files.read_later(data_group_file(number))
+            if pending is not None:
+                face_read = _in_background(_finish_face, pending)
             continue
         content = await files.read(data_group_file(number))
         if content is not None:
@@ -232,14 +253,13 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
             assert isinstance(parsed_dg13, Dg13)
             dg13 = parsed_dg13
     face: FaceImage | None = None
-    if 2 in parsing:
+    if face_read is not None:
+        dg2, parsed_face = (await face_read).get()  # a DG2 answer that fails its MAC fails the read
+        groups[2] = dg2
         try:
-            parsed_face = (await parsing[2]).get()
+            face = parsed_face.get()
         except DataFormatError:
             details.append("DG2 face could not be parsed")
-        else:
-            assert isinstance(parsed_face, FaceImage)
-            face = parsed_face
     passive = passive_verdict((await sod_check).get(), groups)
 
     details += [f"passive: {d}" for d in passive.details]
