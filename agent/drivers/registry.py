@@ -15,6 +15,20 @@ from agent.errors import ConfigError
 BACKENDS: dict[str, str] = {
     # chip ID-card readers
     "pcsc": "agent.drivers.idcard.reader:PcscBackend",
+    # document scanners
+    "sane": "agent.drivers.scanner.sane_backend:SaneBackend",
+    "escl": "agent.drivers.scanner.escl_discovery:EsclBackend",
+    # printers
+    "ipp": "agent.drivers.printer.ipp_backend:IppBackend",
+    "cups": "agent.drivers.printer.cups_backend:CupsBackend",
+    "escpos": "agent.drivers.printer.escpos_backend:EscposBackend",
+    # fingerprint sensors
+    "libfprint": "agent.drivers.fingerprint.libfprint_backend:LibfprintBackend",
+    "zfm": "agent.drivers.fingerprint.zfm_backend:ZfmBackend",
+    "vendor-sdk": "agent.drivers.fingerprint.vendor_sdk:VendorSdkBackend",
+    # barcode / QR scanners
+    "evdev": "agent.drivers.barcode.evdev_backend:EvdevBarcodeBackend",
+    "serial-barcode": "agent.drivers.barcode.serial_backend:SerialBarcodeBackend",
     # simulated devices (``centre-agent run --simulate``)
     "sim-idcard": "agent.simulator.idcard:SimulatedIdCardBackend",
     "sim-fingerprint": "agent.simulator.fingerprint:SimulatedFingerprintBackend",
