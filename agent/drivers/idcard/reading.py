@@ -9,6 +9,7 @@ Offsets beyond 0x7FFF use READ BINARY with odd INS (B1) and an offset object '54
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.drivers.idcard import tlv
@@ -95,11 +96,16 @@ class FileReader:
         pending = await self.read_later(ef)
         return pending.finish() if pending is not None else None
 
-    async def read_later(self, ef: ElementaryFile) -> PendingContent | None:
+    async def read_later(self, ef: ElementaryFile, *, while_waiting: Callable[[], object] | None = None
+                         ) -> PendingContent | None:
         """Read ``ef`` like :meth:`read`, but leave the secure-messaging check and decryption of
         a closing extended-length chunk to :meth:`PendingContent.finish`, which may run in
         another thread while the next commands go to the card. Until then that chunk is
-        unverified; nothing is taken from it but its status word and length."""
+        unverified; nothing is taken from it but its status word and length.
+
+        ``while_waiting`` is called just before that closing chunk is asked for: the longest
+        wait of a read, so work started then (in another thread) costs the exchange nothing.
+        """
         first_len = _FIRST_CHUNK_EXTENDED if self.use_extended else self._chunk_limit()
         data, sw = await self._read_binary(0, first_len, sfi=ef.sfi)
         if sw in _NO_SFI_SWS:
@@ -132,6 +138,9 @@ class FileReader:
             else:
                 want = min(remaining, self._chunk_limit(len(content)))
             if want == remaining >= _DEFER_MIN and self.use_extended and len(content) <= 0x7FFF:
+                if while_waiting is not None:
+                    while_waiting()
+                    while_waiting = None
                 answer = await self.channel.send_later(
                     CommandApdu(0x00, 0xB0, len(content) >> 8, len(content) & 0xFF, le=want), extended=True)
                 if isinstance(answer, DeferredResponse):

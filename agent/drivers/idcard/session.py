@@ -45,7 +45,7 @@ from agent.drivers.idcard.reading import (
 from agent.drivers.idcard.security_infos import PaceInfo, SecurityInfos, parse_security_infos
 from agent.drivers.idcard.transport import CardTransport
 from agent.drivers.idcard.trust_store import TrustStore
-from agent.drivers.idcard.verification import CheckResult, check_sod, passive_verdict
+from agent.drivers.idcard.verification import CheckResult, SodCheck, check_sod, passive_verdict
 from agent.errors import DataFormatError, DeviceProtocolError, NotSupportedError
 
 #: Data groups read when the card lists them (DG3/DG4 need terminal authentication).
@@ -53,10 +53,10 @@ READ_GROUPS = (1, 2, 13, 14, 15)
 
 T = TypeVar("T")
 
-#: Parsing and signature checks run here while the card is busy with the next commands (the
-#: exchange itself waits in pcscd or in the card, with the GIL released): EF.SOD's signature
-#: and chain during the data-group reads, the parsers during the reads that follow and during
-#: active authentication. Pure CPU work on immutable bytes; two threads for the whole process.
+#: EF.SOD's signature and chain, DG2's secure-messaging check and decryption and the DG2/DG13
+#: parsers run here while the card is busy with later commands (the exchange itself waits in
+#: pcscd or the card with the GIL released). Pure CPU work on immutable bytes; two threads for
+#: the whole process.
 _VERIFY_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="idcard-verify")
 
 
@@ -208,9 +208,17 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
             await _open(channel, files, key, pace_info)
 
     sod_raw = await files.read(EF_SOD)
-    sod_check = _in_background(check_sod, sod_raw, trust, now)
-    parsing: dict[int, asyncio.Future[_Outcome[object]]] = {}
-    parsers: dict[int, Callable[[bytes], object]] = {1: lds.parse_dg1, 13: parse_dg13}
+    # Background work is timed to the long waits on the card: the Python-heavy parts hold the
+    # GIL, and a reply that comes back meanwhile would wait for them. EF.SOD's check starts
+    # when DG2's bulk is asked for (or before AA when there is none), the DG13 parser before
+    # AA; DG2's own check and decryption (C code) from its arrival on.
+    sod_check: asyncio.Future[_Outcome[SodCheck]] | None = None
+
+    def start_sod_check() -> None:
+        nonlocal sod_check
+        if sod_check is None:
+            sod_check = _in_background(check_sod, sod_raw, trust, now)
+
     face_read: asyncio.Future[_Outcome[tuple[bytes, _Outcome[FaceImage]]]] | None = None
     for number in READ_GROUPS:
         if number == 14 or (number not in com.data_groups and number != 1):
@@ -220,20 +228,19 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
         if number == 2:
             # The face is most of the bytes: its secure-messaging check and decryption run in
             # the background with its parser, while DG13, DG15 and AA go to the card.
-            pending = await files.read_later(data_group_file(number))
+            pending = await files.read_later(data_group_file(number), while_waiting=start_sod_check)
             if pending is not None:
                 face_read = _in_background(_finish_face, pending)
             continue
         content = await files.read(data_group_file(number))
         if content is not None:
             groups[number] = content
-            if number in parsers:
-                parsing[number] = _in_background(parsers[number], content)
     if 1 not in groups:
         raise DeviceProtocolError("the card has no DG1")
 
-    mrz = (await parsing[1]).get()  # without the MRZ there is no document to report
-    assert isinstance(mrz, Mrz)
+    mrz = lds.parse_dg1(groups[1])  # without the MRZ there is no document to report
+    start_sod_check()
+    dg13_parse = _in_background(parse_dg13, groups[13]) if 13 in groups else None
 
     if options.active_authentication:
         active = await active_authentication(channel, groups.get(15),
@@ -244,14 +251,11 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
     # A DG13 or face the parser cannot read does not hide the rest of the card: the read is
     # reported with a note (and passive authentication still judges the bytes).
     dg13: Dg13 | None = None
-    if 13 in parsing:
+    if dg13_parse is not None:
         try:
-            parsed_dg13 = (await parsing[13]).get()
+            dg13 = (await dg13_parse).get()
         except DataFormatError:
             details.append("DG13 could not be parsed")
-        else:
-            assert isinstance(parsed_dg13, Dg13)
-            dg13 = parsed_dg13
     face: FaceImage | None = None
     if face_read is not None:
         dg2, parsed_face = (await face_read).get()  # a DG2 answer that fails its MAC fails the read
@@ -260,6 +264,7 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
             face = parsed_face.get()
         except DataFormatError:
             details.append("DG2 face could not be parsed")
+    assert sod_check is not None
     passive = passive_verdict((await sod_check).get(), groups)
 
     details += [f"passive: {d}" for d in passive.details]
