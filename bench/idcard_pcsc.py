@@ -173,15 +173,23 @@ async def bench_reads(ctx: TimedContext, emulated: PcscIdCardReader, recorded: P
     share the machine's load."""
     await read_once(recorded)  # warm-up on the recorded card's reader
     samples: dict[str, list[float]] = {"emu_full": [], "emu_replay": [], "rec_full": [], "rec_replay": []}
+    cpu: dict[str, float] = {"rec_full": 0.0, "rec_replay": 0.0}
     for _ in range(reads):
         samples["emu_full"].append(await read_once(emulated))
         await ctx.run_blocking(reset_card, emulated.reader)  # the emulator's randomness starts over
         samples["emu_replay"].append(await ctx.run_blocking(replay, emulated.reader, script))
+        started = time.process_time()
         samples["rec_full"].append(await read_once(recorded))
+        cpu["rec_full"] += time.process_time() - started
+        started = time.process_time()
         samples["rec_replay"].append(await ctx.run_blocking(replay, recorded.reader, script))
+        cpu["rec_replay"] += time.process_time() - started
     medians = {name: statistics.median(values) for name, values in samples.items()}
     # The fastest of each series is the one least disturbed by other load on a shared machine.
     medians.update({f"{name}_min": min(values) for name, values in samples.items()})
+    # CPU of this process (the reader side: every thread, pyscard included), which other load
+    # on the machine disturbs far less than wall time.
+    medians.update({f"{name}_cpu": total / reads for name, total in cpu.items()})
     return medians
 
 
@@ -259,6 +267,8 @@ async def main(reads: int, inserts: int) -> None:
             print(f"  full read: {ms['rec_full']:.1f} ms, replay: {ms['rec_replay']:.1f} ms, "
                   f"ratio {m['rec_full'] / m['rec_replay']:.2f}x (reader stack over bare transport); "
                   f"fastest of each {m['rec_full_min'] / m['rec_replay_min']:.2f}x")
+            print(f"  reader process CPU per read: full {ms['rec_full_cpu']:.1f} ms, "
+                  f"replay {ms['rec_replay_cpu']:.1f} ms")
             print(f"reader-side cost: {ms['rec_full'] - ms['rec_replay']:.1f} ms (recorded card), "
                   f"{ms['emu_full'] - ms['emu_replay']:.1f} ms (emulator); "
                   f"emulator's card-side cost: {ms['emu_replay'] - ms['rec_replay']:.1f} ms")

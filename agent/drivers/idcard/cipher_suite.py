@@ -51,12 +51,12 @@ def des3_key(key: bytes) -> bytes:
     return key
 
 
+#: Every byte with its low bit set for odd parity (DES keys).
+_ODD_PARITY = bytes((b & 0xFE) | (bin(b & 0xFE).count("1") % 2 == 0) for b in range(256))
+
+
 def adjust_des_parity(key: bytes) -> bytes:
-    out = bytearray()
-    for b in key:
-        high = b & 0xFE
-        out.append(high | (bin(high).count("1") % 2 == 0))
-    return bytes(out)
+    return key.translate(_ODD_PARITY)
 
 
 @dataclass(frozen=True, slots=True)
