@@ -19,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from agent.drivers.registry import BACKENDS  # noqa: E402
 from tests.support.agent_process import start_agent  # noqa: E402
 
 BARE = """
@@ -48,25 +49,33 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         bare = subprocess.Popen([sys.executable, "-c", BARE], stdout=subprocess.PIPE, text=True)
-        agent = start_agent(Path(tmp))
+        # core + API only; every driver backend (no hardware attached); simulated devices with their
+        # protocol emulators running inside the agent process
+        every = Path(tmp) / "every.toml"
+        every.write_text("".join(f"[drivers.{name}]\n" for name in BACKENDS if not name.startswith("sim-")))
+        agents = {"core + API, no backends": start_agent(Path(tmp) / "core", simulate=False),
+                  "every driver backend    ": start_agent(Path(tmp) / "every", simulate=False, config=every),
+                  "--simulate (+emulators) ": start_agent(Path(tmp) / "sim")}
         try:
             assert bare.stdout is not None
             bare.stdout.readline()
-            time.sleep(3)  # let start-up work finish
-            cpu0_a, cpu0_b = cpu_seconds(agent.proc.pid), cpu_seconds(bare.pid)
+            time.sleep(5)  # let start-up work finish
+            pids = {"bare grpcio+prometheus ": bare.pid, **{k: a.proc.pid for k, a in agents.items()}}
+            cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
             time.sleep(args.seconds)
-            cpu_a = cpu_seconds(agent.proc.pid) - cpu0_a
-            cpu_b = cpu_seconds(bare.pid) - cpu0_b
-            rss_a, rss_b = rss_mib(agent.proc.pid), rss_mib(bare.pid)
+            cpu = {k: cpu_seconds(pid) - cpu0[k] for k, pid in pids.items()}
+            rss = {k: rss_mib(pid) for k, pid in pids.items()}
         finally:
-            agent.stop()
+            for agent in agents.values():
+                agent.stop()
             bare.terminate()
             bare.wait()
             bare.stdout.close()  # type: ignore[union-attr]
-    print(f"bare grpcio+prometheus : RSS {rss_b:.1f} MiB, CPU {cpu_b:.2f} s over {args.seconds:.0f} s idle")
-    print(f"agent --simulate       : RSS {rss_a:.1f} MiB, CPU {cpu_a:.2f} s over {args.seconds:.0f} s idle")
-    print(f"RSS ratio {rss_a / rss_b:.2f}x (target absolute <= 60 MiB: {'ok' if rss_a <= 60 else 'OVER'}); "
-          f"idle CPU {100 * cpu_a / args.seconds:.2f} % of one core")
+    base = rss["bare grpcio+prometheus "]
+    for key in pids:
+        print(f"{key}: RSS {rss[key]:5.1f} MiB ({rss[key] / base:.2f}x bare), "
+              f"CPU {cpu[key]:.2f} s over {args.seconds:.0f} s idle ({100 * cpu[key] / args.seconds:.2f} % of a core)")
+    print("target: <= 60 MiB with every driver loaded; idle CPU ~0")
 
 
 if __name__ == "__main__":
