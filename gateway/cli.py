@@ -3,6 +3,7 @@
     centre-gateway run [--config FILE]
     centre-gateway fleet [--json] [--config FILE] [--gateway HOST:PORT]
     centre-gateway devices --problem [--json] [--config FILE] [--gateway HOST:PORT]
+    centre-gateway centre|token|pc|agents|approve|revoke ...   (provisioning, gateway/provision_cli.py)
 
 Exit codes: 0 ok, 1 the gateway could not be reached or failed, 2 bad usage or config.
 """
@@ -23,8 +24,9 @@ from typing import Any
 
 import grpc
 
-from agent.errors import ConfigError
+from agent.errors import AgentError, ConfigError
 from centre.gateway.v1 import fleet_pb2, fleet_pb2_grpc, reporting_pb2
+from gateway import provision_cli
 from gateway.config import GatewayConfig, load_config
 
 _SEVERITY = {reporting_pb2.SEVERITY_INFO: "info", reporting_pb2.SEVERITY_WARNING: "warning",
@@ -47,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "devices":
             query.add_argument("--problem", action="store_true", required=True,
                                help="list current problems, worst and oldest first")
+    provision_cli.register(sub)
     return parser
 
 
@@ -81,8 +84,10 @@ async def _serve(config: GatewayConfig, config_path: Path | None, worker: int, g
             workers = await asyncio.to_thread(_start_workers, config_path, config.workers, gateway.grpc_port)
         host = config.grpc_listen.rpartition(":")[0]
         http_host = config.http_listen.rpartition(":")[0]
+        enroll = f" enroll={config.enroll_listen.rpartition(':')[0]}:{gateway.enroll_port}" \
+            if gateway.enroll_port else ""
         print(f"centre-gateway: ready grpc={host}:{gateway.grpc_port} http={http_host}:{gateway.http_port} "
-              f"storage={gateway.store.name} workers={config.workers}", flush=True)
+              f"storage={gateway.store.name} workers={config.workers}{enroll}", flush=True)
         await stop.wait()
     finally:
         for proc in workers:
@@ -154,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"centre-gateway: config error: {exc}", file=sys.stderr)
             return 2
         return 0
+    if args.command in provision_cli.COMMANDS:
+        try:
+            return provision_cli.run(args, config)
+        except AgentError as exc:
+            print(f"centre-gateway: {exc.message}", file=sys.stderr)
+            return 1
     target = args.gateway or config.grpc_listen
     try:
         reply = _query(config, target, args.command)
