@@ -62,7 +62,7 @@ async def start_agent(config: AgentConfig, simulate: bool = False) -> RunningAge
     await server.start()
     if uplink is not None:
         uplink.start()
-        listen["uplink"] = config.uplink.gateway
+        listen["uplink"] = uplink.reporter.settings.target
     log.info("centre-agent %s serving on %s%s", runtime.version,
              ", ".join(f"{k}={v}" for k, v in listen.items()), " (simulated devices)" if simulate else "")
     return RunningAgent(runtime, server, listen, uplink)

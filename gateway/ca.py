@@ -107,7 +107,8 @@ class CertificateAuthority:
                  now: dt.datetime) -> x509.CertificateBuilder:
         return (x509.CertificateBuilder().subject_name(subject).issuer_name(self.cert.subject)
                 .public_key(public_key).serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + lifetime)
+                # backdated a little for PCs whose clock runs behind (never more than 5 % of the life)
+                .not_valid_before(now - min(dt.timedelta(minutes=5), lifetime / 20)).not_valid_after(now + lifetime)
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                 .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                                critical=False))

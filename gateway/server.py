@@ -95,6 +95,8 @@ class Gateway:
                           else server.add_insecure_port(f"{host}:{port}"))
         await server.start()
         self._grpc = server
+        if self.provisioner is not None and not self.provisioner.report_endpoint:
+            self.provisioner.report_endpoint = f"{self.config.server_names[0]}:{self.grpc_port}"
         if self.worker == 0:
             await self._start_http()
         # Everything allocated so far (modules, classes, protobuf descriptors) lives as long as
@@ -135,11 +137,10 @@ class Gateway:
         mtls = grpc.ssl_server_credentials([(key_pem, cert_pem)], root_certificates=ca.cert_pem,
                                            require_client_auth=True)
         if self.worker == 0:
-            _, grpc_port = split_hostport(config.grpc_listen, "server.grpc_listen")
-            endpoint = config.report_endpoint or f"{config.server_names[0]}:{self._grpc_port_override or grpc_port}"
+            # report_endpoint is completed once the reporting port is bound (start)
             provisioner = Provisioner(registry, ca, access, lifetime=dt.timedelta(days=config.cert_lifetime_days),
                                       grace=dt.timedelta(days=config.grace_days), chain_pem=ca.cert_pem,
-                                      report_endpoint=endpoint)
+                                      report_endpoint=config.report_endpoint)
             self.provisioner = provisioner
             enroll = aio.server()
             enrollment_pb2_grpc.add_EnrollmentServicer_to_server(EnrollmentService(provisioner, self.metrics), enroll)

@@ -154,7 +154,8 @@ def test_cli_reports_unreachable_gateway(tmp_path: Path) -> None:
                              "--token", "cen1_x", "--state-dir", str(state)], capture_output=True, text=True,
                             env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=REPO, timeout=60)
     assert result.returncode == 1
-    assert "cannot reach the gateway" in result.stderr and "nothing was written" in result.stderr
+    assert "cannot reach the gateway" in result.stderr
+    assert "nothing was written" in result.stderr
     assert not (state / "identity").exists()
 
 
