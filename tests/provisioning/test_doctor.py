@@ -47,7 +47,8 @@ def test_doctor_checks_the_gateway_and_reports_to_it(pgateway: ProvisioningGatew
 
 def test_doctor_fails_for_an_agent_awaiting_approval(pgateway: ProvisioningGateway, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    enroll(IdentityStore(state), pgateway.enroll_target, pgateway.token(CENTRE), facts(5), ca_file=str(pgateway.ca_file))
+    enroll(IdentityStore(state), pgateway.enroll_target, pgateway.token(CENTRE), facts(5),
+           ca_file=str(pgateway.ca_file))
     out = _doctor(state, "--no-print", "--no-scan", "--no-finger")
     assert out.returncode == 1
     checks = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
