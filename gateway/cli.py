@@ -104,10 +104,23 @@ def _admin_token(config: GatewayConfig) -> str:
     return token
 
 
+def _admin_channel(config: GatewayConfig, target: str) -> grpc.Channel:
+    """Plain gRPC to grpc_listen; with [identity] enabled, server TLS to the enrolment port
+    (the reporting port only admits agents with client certificates)."""
+    if not config.identity_enabled:
+        return grpc.insecure_channel(target)
+    ca = Path(config.ca_cert) if config.ca_cert else Path(config.state_dir) / "ca" / "ca.pem"
+    try:
+        roots = ca.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{ca}: cannot read the gateway CA ({exc.strerror})") from None
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(roots))
+
+
 def _query(config: GatewayConfig, target: str, command: str) -> Any:
     token = _admin_token(config)
     metadata = (("authorization", f"Bearer {token}"),)
-    with grpc.insecure_channel(target) as channel:
+    with _admin_channel(config, target) as channel:
         stub = fleet_pb2_grpc.FleetQueryStub(channel)
         if command == "fleet":
             return stub.GetFleetSummary(fleet_pb2.GetFleetSummaryRequest(), metadata=metadata, timeout=10)
@@ -165,9 +178,14 @@ def main(argv: list[str] | None = None) -> int:
         except AgentError as exc:
             print(f"centre-gateway: {exc.message}", file=sys.stderr)
             return 1
-    target = args.gateway or config.grpc_listen
+    target = args.gateway or (config.enroll_listen if config.identity_enabled else config.grpc_listen)
+    if config.identity_enabled and target.startswith("0.0.0.0:"):
+        target = "127.0.0.1:" + target.rpartition(":")[2]
     try:
         reply = _query(config, target, args.command)
+    except ConfigError as exc:
+        print(f"centre-gateway: config error: {exc}", file=sys.stderr)
+        return 2
     except grpc.RpcError as exc:
         print(f"centre-gateway: {target}: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1

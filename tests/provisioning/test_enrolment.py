@@ -241,3 +241,8 @@ def test_clone_detection_by_machine_id(pgateway: ProvisioningGateway, tmp_path: 
     assert ping(first, pgateway.target).agent_id == "hn-bd-001-001"
     with pytest.raises(grpc.RpcError):
         ping(second, pgateway.target)
+
+
+def test_fleet_cli_uses_the_enrolment_port_when_identity_is_on(pgateway: ProvisioningGateway) -> None:
+    out = pgateway.cli("fleet", "--json")
+    assert '"centres": []' in out.stdout
