@@ -51,12 +51,12 @@ def main() -> None:
     token_caller = CallerCredentials({"authorization": "Bearer agent-token-for-bench"})
     claim = AgentRef("x", "HN", "HN-BD-001")
 
-    def timed(fn: object, caller: CallerCredentials) -> float:
-        call = fn.authenticate  # type: ignore[attr-defined]
+    def timed(auth: BearerTokenAuthenticator | CertificateAuthenticator, caller: CallerCredentials) -> float:
+        call = auth.authenticate
         started = time.perf_counter()
         for _ in range(args.calls):
             call(caller, claim)
-        return (time.perf_counter() - started) / args.calls
+        return float(time.perf_counter() - started) / int(args.calls)
 
     timed(mtls, cert_caller)  # warm the parse cache
     base = timed(bearer, token_caller)

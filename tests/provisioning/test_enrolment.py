@@ -58,6 +58,8 @@ def test_cli_enrol_is_idempotent_wipes_the_token_file_and_keeps_files_private(
                            cwd=REPO, timeout=60)
     assert again.returncode == 0, again.stderr
     assert "already enrolled as hn-bd-001-001" in again.stdout
+    # the gateway's generated CA key is private too
+    assert stat.S_IMODE((pgateway.state_dir / "ca" / "ca.key").stat().st_mode) == 0o600
     rows = pgateway.agents()
     assert [(r["agent_id"], r["status"], r["hostname"]) for r in rows] == [
         ("hn-bd-001-001", "pending", os.uname().nodename[:253])]
