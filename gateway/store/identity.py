@@ -148,8 +148,10 @@ class IdentityRegistry:
         digest = token_hash(token)
 
         async def work(tx: Tx) -> tuple[Assigned, IssuedCert] | AgentError:
-            row = await tx.fetchone("SELECT centre, uses_left, expires_ms, revoked FROM enrol_tokens "
-                                    "WHERE token_hash = ?", (digest,))
+            # row lock (PostgreSQL): concurrent enrolments with one token queue here, so the last
+            # use cannot be spent twice; SQLite's BEGIN IMMEDIATE already serialises writers
+            row = await tx.fetchone("SELECT centre, uses_left, expires_ms, revoked FROM enrol_tokens "  # noqa: S608 - constant SQL
+                                    f"WHERE token_hash = ?{self.store.row_lock}", (digest,))
             if row is None:
                 return UnauthenticatedError("unknown enrolment token")
             centre, uses_left, expires_ms, revoked = str(row[0]), int(row[1]), int(row[2]), int(row[3])

@@ -248,3 +248,22 @@ def test_clone_detection_by_machine_id(pgateway: ProvisioningGateway, tmp_path: 
 def test_fleet_cli_uses_the_enrolment_port_when_identity_is_on(pgateway: ProvisioningGateway) -> None:
     out = pgateway.cli("fleet", "--json")
     assert '"centres": []' in out.stdout
+
+
+def test_concurrent_enrolments_cannot_overspend_a_token(pgateway: ProvisioningGateway, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    token = pgateway.token(CENTRE, uses=2)
+
+    def attempt(n: int) -> str:
+        try:
+            _enroll(pgateway, tmp_path / f"pc{n}", token, 20 + n)
+            return "ok"
+        except ForbiddenError as exc:
+            return exc.message
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(attempt, range(6)))
+    assert results.count("ok") == 2
+    assert sorted(r for r in results if r != "ok") == ["gateway refused: enrolment token has no uses left"] * 4
+    assert len(pgateway.agents()) == 2
