@@ -45,6 +45,7 @@ class MetricsSection:
 @dataclass(frozen=True)
 class DiscoverySection:
     interfaces: list[str] = field(default_factory=list)  # mDNS interfaces (addresses); [] = all
+    advertise: bool = False  # announce this agent as _centre-agent._tcp for `centre-agent discover`
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from agent.api.services.scanner import ScannerServiceCore
 from agent.config import AgentConfig, WebSection, check_loopback_address
 from agent.core.runtime import AgentRuntime
 from agent.errors import ConfigError
+from agent.provisioning.discovery import Advertiser, default_advert
+from agent.provisioning.identity import IdentityStore
 from agent.uplink.service import Uplink
 from agent.uplink.wiring import build_uplink
 
@@ -34,8 +36,11 @@ class RunningAgent:
     listen: dict[str, str] = field(default_factory=dict)
     web: ConnectServer | None = None
     uplink: Uplink | None = None
+    advertiser: Advertiser | None = None
 
     async def stop(self) -> None:
+        if self.advertiser is not None:
+            await self.advertiser.close()
         grace = self.runtime.config.agent.shutdown_grace_seconds
         if self.web is not None:
             await self.web.stop(grace)
@@ -83,10 +88,31 @@ async def start_agent(config: AgentConfig, simulate: bool = False) -> RunningAge
         await web.start()
     if uplink is not None:
         uplink.start()
-        listen["uplink"] = config.uplink.gateway
+        listen["uplink"] = uplink.reporter.settings.target
+    advertiser = await _advertise(runtime) if config.discovery.advertise else None
+    if advertiser is not None:
+        listen["mdns"] = advertiser.advert.host
     log.info("centre-agent %s serving on %s%s", runtime.version,
              ", ".join(f"{k}={v}" for k, v in listen.items()), " (simulated devices)" if simulate else "")
-    return RunningAgent(runtime, server, listen, web, uplink)
+    return RunningAgent(runtime, server, listen, web, uplink, advertiser)
+
+
+async def _advertise(runtime: AgentRuntime) -> Advertiser | None:
+    """Announce this agent on the LAN (no secrets; trust never comes from it). Failure is logged, not fatal."""
+    store = IdentityStore(runtime.state_dir)
+    try:
+        info = store.info() if store.present else None
+    except ConfigError:
+        info = None
+    advert = default_advert(runtime.version, info is not None, info.centre if info else runtime.config.uplink.centre,
+                            info.agent_id if info else "", list(runtime.config.discovery.interfaces))
+    advertiser = Advertiser(advert)
+    try:
+        await advertiser.start(await runtime.zeroconf.get())
+    except (OSError, ValueError, RuntimeError) as exc:  # zeroconf.Error derives from Exception
+        log.warning("mDNS advertisement failed: %s", type(exc).__name__)
+        return None
+    return advertiser
 
 
 async def run_agent(config: AgentConfig, simulate: bool = False) -> None:

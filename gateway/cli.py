@@ -3,6 +3,7 @@
     centre-gateway run [--config FILE]
     centre-gateway fleet [--json] [--config FILE] [--gateway HOST:PORT]
     centre-gateway devices --problem [--json] [--config FILE] [--gateway HOST:PORT]
+    centre-gateway centre|token|pc|agents|approve|revoke ...   (provisioning, gateway/provision_cli.py)
 
 Exit codes: 0 ok, 1 the gateway could not be reached or failed, 2 bad usage or config.
 """
@@ -23,8 +24,9 @@ from typing import Any
 
 import grpc
 
-from agent.errors import ConfigError
+from agent.errors import AgentError, ConfigError
 from centre.gateway.v1 import fleet_pb2, fleet_pb2_grpc, reporting_pb2
+from gateway import provision_cli
 from gateway.config import GatewayConfig, load_config
 
 _SEVERITY = {reporting_pb2.SEVERITY_INFO: "info", reporting_pb2.SEVERITY_WARNING: "warning",
@@ -47,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "devices":
             query.add_argument("--problem", action="store_true", required=True,
                                help="list current problems, worst and oldest first")
+    provision_cli.register(sub)
     return parser
 
 
@@ -81,8 +84,10 @@ async def _serve(config: GatewayConfig, config_path: Path | None, worker: int, g
             workers = await asyncio.to_thread(_start_workers, config_path, config.workers, gateway.grpc_port)
         host = config.grpc_listen.rpartition(":")[0]
         http_host = config.http_listen.rpartition(":")[0]
+        enroll = f" enroll={config.enroll_listen.rpartition(':')[0]}:{gateway.enroll_port}" \
+            if gateway.enroll_port else ""
         print(f"centre-gateway: ready grpc={host}:{gateway.grpc_port} http={http_host}:{gateway.http_port} "
-              f"storage={gateway.store.name} workers={config.workers}", flush=True)
+              f"storage={gateway.store.name} workers={config.workers}{enroll}", flush=True)
         await stop.wait()
     finally:
         for proc in workers:
@@ -99,10 +104,23 @@ def _admin_token(config: GatewayConfig) -> str:
     return token
 
 
+def _admin_channel(config: GatewayConfig, target: str) -> grpc.Channel:
+    """Plain gRPC to grpc_listen; with [identity] enabled, server TLS to the enrolment port
+    (the reporting port only admits agents with client certificates)."""
+    if not config.identity_enabled:
+        return grpc.insecure_channel(target)
+    ca = Path(config.ca_cert) if config.ca_cert else Path(config.state_dir) / "ca" / "ca.pem"
+    try:
+        roots = ca.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{ca}: cannot read the gateway CA ({exc.strerror})") from None
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(roots))
+
+
 def _query(config: GatewayConfig, target: str, command: str) -> Any:
     token = _admin_token(config)
     metadata = (("authorization", f"Bearer {token}"),)
-    with grpc.insecure_channel(target) as channel:
+    with _admin_channel(config, target) as channel:
         stub = fleet_pb2_grpc.FleetQueryStub(channel)
         if command == "fleet":
             return stub.GetFleetSummary(fleet_pb2.GetFleetSummaryRequest(), metadata=metadata, timeout=10)
@@ -154,9 +172,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"centre-gateway: config error: {exc}", file=sys.stderr)
             return 2
         return 0
-    target = args.gateway or config.grpc_listen
+    if args.command in provision_cli.COMMANDS:
+        try:
+            return provision_cli.run(args, config)
+        except AgentError as exc:
+            print(f"centre-gateway: {exc.message}", file=sys.stderr)
+            return 1
+    target = args.gateway or (config.enroll_listen if config.identity_enabled else config.grpc_listen)
+    if config.identity_enabled and target.startswith("0.0.0.0:"):
+        target = "127.0.0.1:" + target.rpartition(":")[2]
     try:
         reply = _query(config, target, args.command)
+    except ConfigError as exc:
+        print(f"centre-gateway: config error: {exc}", file=sys.stderr)
+        return 2
     except grpc.RpcError as exc:
         print(f"centre-gateway: {target}: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1

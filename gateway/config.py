@@ -23,6 +23,10 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "fleet": {"heartbeat_flush_seconds": (int, float), "view_cache_seconds": (int, float),
               "write_batch": (int,), "transition_retention_days": (int, float)},
     "logging": {"level": (str,)},
+    "identity": {"enabled": (bool,), "enroll_listen": (str,), "state_dir": (str,), "ca_cert": (str,),
+                 "ca_key": (str,), "server_cert": (str,), "server_key": (str,), "server_names": (list,),
+                 "report_endpoint": (str,), "cert_lifetime_days": (int, float), "grace_days": (int, float),
+                 "access_refresh_seconds": (int, float)},
 }
 
 
@@ -46,6 +50,19 @@ class GatewayConfig:
     write_batch: int = 256
     transition_retention_days: float = 90.0
     log_level: str = "INFO"
+    # provisioning (issue 8): internal CA, enrolment port, mTLS on grpc_listen
+    identity_enabled: bool = False
+    enroll_listen: str = "127.0.0.1:50071"
+    state_dir: str = "/var/lib/centre-gateway"
+    ca_cert: str = ""
+    ca_key: str = ""
+    server_cert: str = ""
+    server_key: str = ""
+    server_names: tuple[str, ...] = ("localhost", "127.0.0.1")
+    report_endpoint: str = ""
+    cert_lifetime_days: float = 30.0
+    grace_days: float = 30.0
+    access_refresh_seconds: float = 5.0
     source: str = field(default="<defaults>", compare=False)
 
 
@@ -61,6 +78,12 @@ _FIELDS = {
     ("fleet", "view_cache_seconds"): "view_cache_seconds", ("fleet", "write_batch"): "write_batch",
     ("fleet", "transition_retention_days"): "transition_retention_days",
     ("logging", "level"): "log_level",
+    ("identity", "enabled"): "identity_enabled", ("identity", "enroll_listen"): "enroll_listen",
+    ("identity", "state_dir"): "state_dir", ("identity", "ca_cert"): "ca_cert", ("identity", "ca_key"): "ca_key",
+    ("identity", "server_cert"): "server_cert", ("identity", "server_key"): "server_key",
+    ("identity", "server_names"): "server_names", ("identity", "report_endpoint"): "report_endpoint",
+    ("identity", "cert_lifetime_days"): "cert_lifetime_days", ("identity", "grace_days"): "grace_days",
+    ("identity", "access_refresh_seconds"): "access_refresh_seconds",
 }
 
 
@@ -132,5 +155,14 @@ def _check(config: GatewayConfig, where: str) -> None:
     if config.heartbeat_flush_seconds <= 0 or config.view_cache_seconds < 0 or config.write_batch < 1 \
             or config.transition_retention_days <= 0:
         raise ConfigError(f"{where}: fleet intervals must be positive")
+    split_hostport(config.enroll_listen, f"{where}: identity.enroll_listen")
+    if config.report_endpoint:
+        split_hostport(config.report_endpoint, f"{where}: identity.report_endpoint")
+    if bool(config.server_cert) != bool(config.server_key) or bool(config.ca_cert) != bool(config.ca_key):
+        raise ConfigError(f"{where}: identity.server_cert/server_key and ca_cert/ca_key go in pairs")
+    if config.cert_lifetime_days <= 0 or config.grace_days < 0 or config.access_refresh_seconds <= 0:
+        raise ConfigError(f"{where}: identity lifetimes must be positive")
+    if config.identity_enabled and not config.server_names and not config.server_cert:
+        raise ConfigError(f"{where}: identity.server_names must name the gateway host")
     if config.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"{where}: logging.level must be DEBUG, INFO, WARNING or ERROR")

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import gc
 import logging
 import time
+from pathlib import Path
+from typing import Any
 
 import grpc
 import uvicorn
 from grpc import aio
 from prometheus_client import CollectorRegistry
 
-from centre.gateway.v1 import fleet_pb2_grpc, reporting_pb2_grpc
+from centre.gateway.v1 import enrollment_pb2_grpc, fleet_pb2_grpc, reporting_pb2_grpc
 from gateway.admission import TokenBucket
-from gateway.auth import BearerTokenAuthenticator
+from gateway.auth import AgentAuthenticator, BearerTokenAuthenticator
 from gateway.config import GatewayConfig, split_hostport
 from gateway.fleet import FleetView
 from gateway.ingest import BeatBuffer, ReportWriter
@@ -59,6 +62,9 @@ class Gateway:
         self._http: uvicorn.Server | None = None
         self.grpc_port = 0
         self.http_port = 0
+        self.enroll_port = 0
+        self._enroll: aio.Server | None = None
+        self.provisioner: Any = None  # gateway.enrollment.Provisioner when identity is enabled
 
     async def start(self) -> None:
         await self.store.open()
@@ -68,12 +74,15 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self._maintain(), name="maintenance"))
         bucket = (TokenBucket(self.config.admission_rate, self.config.admission_burst)
                   if self.config.admission_enabled else None)
-        agents = BearerTokenAuthenticator(self.config.agent_tokens)
+        agents: AgentAuthenticator = BearerTokenAuthenticator(self.config.agent_tokens)
         admins = BearerTokenAuthenticator(self.config.admin_tokens)
         limit = self.config.max_message_bytes
         server = aio.server(options=[("grpc.max_receive_message_length", limit),
                                      ("grpc.max_send_message_length", limit),
                                      ("grpc.so_reuseport", 1 if self.config.workers > 1 else 0)])
+        tls: grpc.ServerCredentials | None = None
+        if self.config.identity_enabled:
+            tls, agents = await self._start_identity(server)
         reporting_pb2_grpc.add_AgentReportingServicer_to_server(
             ReportingService(writer=self.writer, beats=self.beats, auth=agents, metrics=self.metrics,
                              bucket=bucket, fleet=self.fleet), server)
@@ -82,9 +91,12 @@ class Gateway:
         host, port = split_hostport(self.config.grpc_listen, "server.grpc_listen")
         if self._grpc_port_override is not None:
             port = self._grpc_port_override
-        self.grpc_port = server.add_insecure_port(f"{host}:{port}")
+        self.grpc_port = (server.add_secure_port(f"{host}:{port}", tls) if tls is not None
+                          else server.add_insecure_port(f"{host}:{port}"))
         await server.start()
         self._grpc = server
+        if self.provisioner is not None and not self.provisioner.report_endpoint:
+            self.provisioner.report_endpoint = f"{self.config.server_names[0]}:{self.grpc_port}"
         if self.worker == 0:
             await self._start_http()
         # Everything allocated so far (modules, classes, protobuf descriptors) lives as long as
@@ -92,6 +104,55 @@ class Gateway:
         # loop for ~100 ms and show up as the p99.
         gc.collect()
         gc.freeze()
+
+    async def _start_identity(self, reporting: aio.Server) -> tuple[grpc.ServerCredentials, AgentAuthenticator]:
+        """CA, access list, the enrolment server (worker 0) and the mTLS credentials for ``reporting``."""
+        from gateway.ca import CertificateAuthority
+        from gateway.enrollment import (
+            AccessHolder,
+            AgentCheckService,
+            CertificateAuthenticator,
+            EnrollmentService,
+            Provisioner,
+        )
+        from gateway.store.identity import IdentityRegistry
+
+        config = self.config
+
+        def load() -> tuple[CertificateAuthority, bytes, bytes]:
+            ca = CertificateAuthority.load_or_create(Path(config.state_dir) / "ca", cert_file=config.ca_cert,
+                                                     key_file=config.ca_key)
+            if config.server_cert:
+                return ca, Path(config.server_cert).read_bytes(), Path(config.server_key).read_bytes()
+            return (ca, *ca.server_certificate(list(config.server_names)))
+
+        ca, cert_pem, key_pem = await asyncio.to_thread(load)
+        registry = IdentityRegistry(self.store)
+        access = AccessHolder(registry, config.access_refresh_seconds)
+        await access.refresh()
+        self._tasks.append(asyncio.create_task(access.run(), name="access-refresh"))
+        auth = CertificateAuthenticator(access)
+        enrollment_pb2_grpc.add_AgentCheckServicer_to_server(AgentCheckService(auth, registry, self.metrics),
+                                                             reporting)
+        mtls = grpc.ssl_server_credentials([(key_pem, cert_pem)], root_certificates=ca.cert_pem,
+                                           require_client_auth=True)
+        if self.worker == 0:
+            # report_endpoint is completed once the reporting port is bound (start)
+            provisioner = Provisioner(registry, ca, access, lifetime=dt.timedelta(days=config.cert_lifetime_days),
+                                      grace=dt.timedelta(days=config.grace_days), chain_pem=ca.cert_pem,
+                                      report_endpoint=config.report_endpoint)
+            self.provisioner = provisioner
+            enroll = aio.server()
+            enrollment_pb2_grpc.add_EnrollmentServicer_to_server(EnrollmentService(provisioner, self.metrics), enroll)
+            fleet_pb2_grpc.add_FleetQueryServicer_to_server(
+                FleetQueryService(fleet=self.fleet, auth=BearerTokenAuthenticator(config.admin_tokens),
+                                  metrics=self.metrics), enroll)
+            host, port = split_hostport(config.enroll_listen, "identity.enroll_listen")
+            self.enroll_port = enroll.add_secure_port(
+                f"{host}:{port}", grpc.ssl_server_credentials([(key_pem, cert_pem)]))
+            await enroll.start()
+            self._enroll = enroll
+        return mtls, auth
 
     async def _start_http(self) -> None:
         http_host, http_port = split_hostport(self.config.http_listen, "server.http_listen")
@@ -119,6 +180,8 @@ class Gateway:
     async def stop(self) -> None:
         if self._http is not None:
             self._http.should_exit = True
+        if self._enroll is not None:
+            await self._enroll.stop(grace=1.0)
         if self._grpc is not None:
             await self._grpc.stop(grace=2.0)
         for task in self._tasks:

@@ -6,11 +6,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from agent.cli import devices, doctor, families, pairing, run
+from agent.cli import devices, discover, doctor, enroll, families, pairing, run
 
 #: one module per group of subcommands; each has ``register(subparsers)``
 COMMAND_MODULES: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
-    run.register, devices.register, families.register, doctor.register, pairing.register,
+    run.register, devices.register, families.register, doctor.register, pairing.register, enroll.register,
+    discover.register,
 )
 
 

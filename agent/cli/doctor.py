@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-print", action="store_true", help="do not print a test page")
     p.add_argument("--no-scan", action="store_true", help="do not scan a test page")
     p.add_argument("--no-finger", action="store_true", help="do not ask for a finger")
+    p.add_argument("--state-dir", help="agent state dir holding the enrolled identity (default: agent.state_dir)")
+    p.add_argument("--no-gateway", action="store_true", help="skip the gateway checks and do not send the result")
     p.set_defaults(handler=cmd_doctor)
 
 
@@ -42,6 +44,22 @@ def _options(args: argparse.Namespace, socket: str) -> DoctorOptions:
 
 async def _doctor(args: argparse.Namespace) -> Report:
     report = Report()
+    await _devices(args, report)
+    if not args.no_gateway:
+        from pathlib import Path
+
+        from agent.config import load_config
+        from agent.doctor.gateway_checks import run_gateway_checks, send_report
+
+        config = load_config(args.config)
+        state_dir = Path(args.state_dir or config.agent.state_dir)
+        facts = await run_gateway_checks(report, state_dir, endpoint=config.uplink.gateway, simulate=args.simulate)
+        if facts.endpoint:
+            await send_report(report, state_dir, facts.endpoint)
+    return report
+
+
+async def _devices(args: argparse.Namespace, report: Report) -> Report:
     if args.simulate:
         from agent.config import load_config
         from agent.daemon import start_agent

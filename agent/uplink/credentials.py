@@ -28,6 +28,11 @@ class UplinkCredentials(Protocol):
         """Client certificate notAfter as Unix seconds, 0 when there is none."""
         ...
 
+    def generation(self) -> int:
+        """Changes whenever the credentials change (a renewed certificate): the uplink then
+        opens a new channel."""
+        ...
+
 
 class StaticTokenCredentials:
     """A fleet token from config. The token never appears in repr, logs or errors."""
@@ -48,6 +53,9 @@ class StaticTokenCredentials:
         return (("authorization", f"Bearer {self._token}"),)
 
     def certificate_not_after(self) -> int:
+        return 0
+
+    def generation(self) -> int:
         return 0
 
     def __repr__(self) -> str:

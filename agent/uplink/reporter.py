@@ -273,17 +273,26 @@ class HealthReporter:
                 log.warning("gateway %s unreachable: %s", self.settings.target, detail)
         self._reachable = reachable
 
-    async def _link_loop(self) -> None:
+    def _open_channel(self) -> aio.Channel:
         credentials = self._credentials.channel_credentials()
         options = [("grpc.max_receive_message_length", 4 * 1024 * 1024),
                    ("grpc.initial_reconnect_backoff_ms", 1000), ("grpc.max_reconnect_backoff_ms", 120_000)]
-        channel = (aio.secure_channel(self.settings.target, credentials, options=options) if credentials
-                   else aio.insecure_channel(self.settings.target, options=options))
+        return (aio.secure_channel(self.settings.target, credentials, options=options) if credentials
+                else aio.insecure_channel(self.settings.target, options=options))
+
+    async def _link_loop(self) -> None:
+        generation = self._credentials.generation()
+        channel = self._open_channel()
         stub: reporting_pb2_grpc.AgentReportingAsyncStub = reporting_pb2_grpc.AgentReportingStub(channel)
         next_beat = 0.0
         try:
             await asyncio.sleep(self._backoff.first_delay())
             while True:
+                if self._credentials.generation() != generation:  # renewed certificate: new TLS session
+                    generation = self._credentials.generation()
+                    await channel.close()
+                    channel = self._open_channel()
+                    stub = reporting_pb2_grpc.AgentReportingStub(channel)
                 try:
                     if time.monotonic() >= next_beat:
                         await self._heartbeat(stub)

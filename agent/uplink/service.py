@@ -12,6 +12,7 @@ import contextlib
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
@@ -22,6 +23,12 @@ from agent.uplink.outbox import Outbox, OutboxLimits
 from agent.uplink.reporter import AgentFacts, HealthReporter, HealthSource, ReporterSettings, UplinkMetrics
 
 OUTBOX_FILE = "uplink-outbox.db"
+
+
+class Renewer(Protocol):
+    """Keeps the client certificate fresh (agent.provisioning.enroll.CertificateRenewer)."""
+
+    async def run(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +61,7 @@ class UplinkOptions:
 class Uplink:
     def __init__(self, options: UplinkOptions, source: HealthSource, state_dir: Path, *, version: str,
                  config_hash: str, registry: CollectorRegistry | None = None,
-                 credentials: UplinkCredentials | None = None) -> None:
+                 credentials: UplinkCredentials | None = None, renewer: Renewer | None = None) -> None:
         if credentials is None:
             roots = Path(options.ca_file).read_bytes() if options.ca_file else None
             credentials = StaticTokenCredentials(options.token, root_certificates=roots)
@@ -67,16 +74,21 @@ class Uplink:
                                     diff_interval=options.diff_seconds, snapshot_interval=options.snapshot_seconds,
                                     backoff=BackoffPolicy(first_delay_max=options.first_delay_max_seconds))
         self.reporter = HealthReporter(source, facts, credentials, self.outbox, settings, metrics=self.metrics)
+        self.renewer = renewer
         self._task: asyncio.Task[None] | None = None
+        self._renew_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self.reporter.run(), name="uplink")
+        if self.renewer is not None and self._renew_task is None:
+            self._renew_task = asyncio.create_task(self.renewer.run(), name="uplink-renew")
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._renew_task, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._renew_task = None
         self.outbox.close()

@@ -75,6 +75,47 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             received_ms BIGINT NOT NULL)""",
         "CREATE INDEX transitions_agent ON transitions (agent_id, device_id, id)",
     )),
+    (2, (  # provisioning (issue 8): gateway/store/identity.py
+        """CREATE TABLE centres (
+            code TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            province TEXT NOT NULL,
+            created_ms BIGINT NOT NULL)""",
+        """CREATE TABLE enrol_tokens (
+            token_hash TEXT PRIMARY KEY,
+            token_id TEXT NOT NULL UNIQUE,
+            centre TEXT NOT NULL REFERENCES centres (code),
+            uses_left INTEGER NOT NULL,
+            expires_ms BIGINT NOT NULL,
+            revoked INTEGER NOT NULL DEFAULT 0,
+            created_ms BIGINT NOT NULL)""",
+        """CREATE TABLE enrolments (
+            agent_id TEXT PRIMARY KEY,
+            centre TEXT NOT NULL REFERENCES centres (code),
+            province TEXT NOT NULL,
+            machine_id TEXT NOT NULL,
+            hostname TEXT NOT NULL,
+            serial TEXT NOT NULL,
+            status TEXT NOT NULL,
+            flags TEXT NOT NULL DEFAULT '',
+            enrolled_ms BIGINT NOT NULL,
+            renewed_ms BIGINT NOT NULL DEFAULT 0,
+            doctor TEXT NOT NULL DEFAULT '',
+            doctor_ms BIGINT NOT NULL DEFAULT 0)""",
+        "CREATE INDEX enrolments_machine ON enrolments (machine_id)",
+        """CREATE TABLE certificates (
+            serial TEXT PRIMARY KEY,
+            agent_id TEXT NOT NULL REFERENCES enrolments (agent_id),
+            spki TEXT NOT NULL,
+            not_after_ms BIGINT NOT NULL,
+            issued_ms BIGINT NOT NULL,
+            revoked INTEGER NOT NULL DEFAULT 0)""",
+        "CREATE INDEX certificates_spki ON certificates (spki)",
+        """CREATE TABLE preregistered (
+            serial TEXT PRIMARY KEY,
+            centre TEXT NOT NULL REFERENCES centres (code),
+            created_ms BIGINT NOT NULL)""",
+    )),
 )
 
 _AGENT_COLUMNS = ("agent_id, province, centre, host, version, uptime_seconds, config_hash, "

@@ -34,6 +34,7 @@ class GatewayProcess:
         self.grpc_port = 0
         self.http_port = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        self._ready_fields: dict[str, int] = {}
 
     @property
     def target(self) -> str:
@@ -87,6 +88,8 @@ level = "{self.log_level}"
             self.stop()
             raise RuntimeError(f"gateway did not start: {line!r}; log: {self.log_path.read_text()[-2000:]}")
         fields = dict(part.split("=", 1) for part in line.decode().split()[2:])
+        self._ready_fields = {k: int(v.rpartition(":")[2]) for k, v in fields.items()
+                              if k in ("grpc", "http", "enroll")}
         self.grpc_port = int(fields["grpc"].rpartition(":")[2])
         self.http_port = int(fields["http"].rpartition(":")[2])
         self._write_config()  # pin the bound ports: restarts and the CLI use the same ones

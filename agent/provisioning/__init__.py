@@ -1,0 +1,1 @@
+"""Provisioning of a counter PC: enrolment with the gateway, its identity files, discovery."""
