@@ -18,6 +18,7 @@ from agent.api.services.printer import PrinterServiceCore
 from agent.api.services.scanner import ScannerServiceCore
 from agent.config import AgentConfig, check_loopback_address
 from agent.core.runtime import AgentRuntime
+from agent.systemd_notify import notify_service_manager
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,8 @@ async def run_agent(config: AgentConfig, simulate: bool = False) -> None:
     print(f"centre-agent ready pid={os.getpid()} " + " ".join(f"{k}={v}" for k, v in agent.listen.items()),
           flush=True)
     try:
-        await stop.wait()
+        async with notify_service_manager("serving " + " ".join(f"{k}={v}" for k, v in agent.listen.items())):
+            await stop.wait()
     finally:
         log.info("stopping")
         await agent.stop()
