@@ -20,12 +20,13 @@ from typing import Any, Protocol
 import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from agent.api import status
 from agent.api.call import CLIENT_ID_KEY, CallInfo, client_id_from
-from agent.errors import AgentError, ConfigError
+from agent.errors import AgentError, ConfigError, InvalidRequestError
 from agent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,21 @@ async def _fail(context: grpc.aio.ServicerContext[Any, Any], exc: AgentError) ->
     await context.abort(status.status_for(exc), status.describe(exc))
 
 
-def _unary(name: str, impl: Callable[[Any, CallInfo], Awaitable[Any]], metrics: AgentMetrics
-           ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
-    async def behavior(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+def _parse(request_cls: Any, raw: bytes) -> Any:
+    """Decode here, not in grpcio, so a corrupt message is INVALID_ARGUMENT rather than UNKNOWN."""
+    try:
+        return request_cls.FromString(raw)
+    except DecodeError:
+        raise InvalidRequestError("request is not a valid protobuf message") from None
+
+
+def _unary(name: str, impl: Callable[[Any, CallInfo], Awaitable[Any]], request_cls: Any, metrics: AgentMetrics
+           ) -> Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
+    async def behavior(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         started = time.perf_counter()
         outcome = "OK"
         try:
-            return await impl(request, call_info(context))
+            return await impl(_parse(request_cls, raw), call_info(context))
         except AgentError as exc:
             outcome = status.status_for(exc).name
             await _fail(context, exc)
@@ -68,12 +77,13 @@ def _unary(name: str, impl: Callable[[Any, CallInfo], Awaitable[Any]], metrics: 
     return behavior
 
 
-def _streaming(name: str, impl: Callable[[Any, CallInfo], AsyncIterator[Any]], metrics: AgentMetrics
-               ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]:
-    async def behavior(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+def _streaming(name: str, impl: Callable[[Any, CallInfo], AsyncIterator[Any]], request_cls: Any,
+               metrics: AgentMetrics) -> Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]:
+    async def behavior(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         outcome = "OK"
         try:
-            async with contextlib.aclosing(impl(request, call_info(context))) as stream:  # type: ignore[type-var]
+            stream_impl = impl(_parse(request_cls, raw), call_info(context))
+            async with contextlib.aclosing(stream_impl) as stream:  # type: ignore[type-var]
                 async for item in stream:
                     yield item
         except AgentError as exc:
@@ -99,12 +109,11 @@ def bind(core: ServiceCore, metrics: AgentMetrics) -> grpc.GenericRpcHandler:
         response_cls = message_factory.GetMessageClass(method.output_type)
         if method.server_streaming:
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
-                _streaming(method.name, impl, metrics), request_deserializer=request_cls.FromString,
+                _streaming(method.name, impl, request_cls, metrics),
                 response_serializer=response_cls.SerializeToString)
         else:
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                _unary(method.name, impl, metrics), request_deserializer=request_cls.FromString,
-                response_serializer=response_cls.SerializeToString)
+                _unary(method.name, impl, request_cls, metrics), response_serializer=response_cls.SerializeToString)
     return grpc.method_handlers_generic_handler(core.descriptor.full_name, handlers)
 
 

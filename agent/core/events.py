@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from agent.domain.events import Event, EventKind
@@ -74,7 +74,7 @@ class EventBus:
         return stamped
 
     async def subscribe(self, accepts: EventFilter | None = None, initial: list[Event] | None = None,
-                        idle_seconds: float | None = None) -> AsyncIterator[Event]:
+                        idle_seconds: float | None = None) -> AsyncGenerator[Event, None]:
         """Yield events from now on (after ``initial``, which are yielded first, unnumbered).
 
         With ``idle_seconds``, a ``heartbeat`` event is yielded whenever nothing happened for

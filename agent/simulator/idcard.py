@@ -28,6 +28,11 @@ from agent.simulator.base import SimulatedDeviceMixin, SingleDeviceBackend
 SAMPLE_KEY = MrzKey(document_number="203004567", date_of_birth="900115", date_of_expiry="300115")
 
 
+def sample_access_key() -> MrzKey:
+    """The MRZ key of the simulated citizen's card (for demos and ``doctor --simulate``)."""
+    return SAMPLE_KEY
+
+
 def _face_jpeg() -> bytes:
     from PIL import Image
 

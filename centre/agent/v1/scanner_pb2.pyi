@@ -218,7 +218,7 @@ class ScanRequest(_message.Message):
     page_format: Global___PageImageFormat.ValueType
     """per-page images to stream; unspecified means none"""
     request_id: _builtins.str
-    """idempotency key: a repeated request joins the running job"""
+    """client key echoed in audit events (scans are not replayed)"""
     @_builtins.property
     def device(self) -> _common_pb2.DeviceRef:
         """scanner and lease"""

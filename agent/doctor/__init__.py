@@ -1,0 +1,1 @@
+"""``centre-agent doctor``: the installer's acceptance check of a counter PC."""

@@ -1,0 +1,89 @@
+"""The CLI against a running agent process (its own process, its own socket)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.agent_process import REPO, AgentProcess, start_agent
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    proc = start_agent(tmp_path_factory.mktemp("cli-agent"))
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def devices(agent: AgentProcess) -> list[dict[str, object]]:
+    for _ in range(100):
+        out = agent.cli("devices", "--json")
+        assert out.returncode == 0, out.stderr
+        rows: list[dict[str, object]] = json.loads(out.stdout)
+        if len(rows) == 5 and all(r["state"] == "ready" for r in rows):
+            return rows
+        time.sleep(0.1)
+    raise AssertionError(out.stdout)
+
+
+def test_devices_json_shows_all_five_families(agent: AgentProcess) -> None:
+    rows = devices(agent)
+    assert {r["family"] for r in rows} == {"idcard", "fingerprint", "scanner", "printer", "barcode"}
+    for row in rows:
+        assert {"id", "family", "state", "name"} <= row.keys()
+
+
+def test_watch_json_prints_one_event_per_line(agent: AgentProcess) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "watch", "--json"], stdout=subprocess.PIPE,
+                            text=True, env=agent.env, cwd=REPO)
+    try:
+        assert proc.stdout is not None
+        lines = [json.loads(proc.stdout.readline()) for _ in range(5)]
+        assert {line["kind"] for line in lines} == {"device_added"}
+        assert {line["device"]["family"] for line in lines} == {"idcard", "fingerprint", "scanner", "printer",
+                                                                "barcode"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def test_unreachable_agent_is_one_clear_line(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "agent", "devices", "--socket", str(tmp_path / "none.sock")],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 1
+    assert "is it running" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_second_agent_on_the_same_socket_refuses(agent: AgentProcess, tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "agent", "run", "--simulate", "--socket", str(agent.socket),
+                          "--state-dir", str(tmp_path), "--metrics", ""], capture_output=True, text=True,
+                         cwd=REPO, timeout=60)
+    assert out.returncode == 2
+    assert "already listening" in out.stderr
+
+
+def test_metrics_page_has_bounded_labels_and_no_personal_data(agent: AgentProcess) -> None:
+    import urllib.request
+
+    devices(agent)
+    out = agent.cli("idcard", "read", "--doc-number", "203004567", "--birth-date", "900115",
+                    "--expiry-date", "300115", "--json")
+    assert out.returncode == 0, out.stderr
+    card = json.loads(out.stdout)
+    page = urllib.request.urlopen(f"http://{agent.listen('metrics')}/metrics", timeout=10).read().decode()
+    assert 'centre_agent_devices{family="idcard",state="ready"} 1.0' in page
+    assert 'centre_agent_operations_total{operation="ReadCard",outcome="OK"}' in page
+    for secret in (card["full_name"], card["id_number"], card["document_number"]):
+        assert secret not in page
+        assert secret not in agent.log()

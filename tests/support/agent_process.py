@@ -1,0 +1,84 @@
+"""Start ``centre-agent run`` as its own process for end-to-end tests, and stop it by PID."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class AgentProcess:
+    proc: subprocess.Popen[str]
+    socket: Path
+    state_dir: Path
+    ready_line: str
+    log_path: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "CENTRE_AGENT_SOCKET": str(self.socket), "PYTHONPATH": str(REPO)}
+
+    def listen(self, key: str) -> str:
+        for part in self.ready_line.split():
+            if part.startswith(f"{key}="):
+                return part.split("=", 1)[1]
+        raise KeyError(key)
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True,
+                              env=self.env, timeout=timeout, cwd=REPO)
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def start_agent(tmp: Path, *extra: str, simulate: bool = True, config: Path | None = None,
+                env: dict[str, str] | None = None, timeout: float = 60) -> AgentProcess:
+    """Run the agent with its socket and state under ``tmp``; wait for its ready line."""
+    sock = tmp / "agent.sock"
+    state = tmp / "state"
+    log_path = tmp / "agent.log"
+    cmd = [sys.executable, "-m", "agent", "run", "--socket", str(sock), "--state-dir", str(state),
+           "--metrics", "127.0.0.1:0", *extra]
+    if simulate:
+        cmd.append("--simulate")
+    if config is not None:
+        cmd += ["--config", str(config)]
+    with log_path.open("w") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, cwd=REPO,
+                                env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            line = proc.stdout.readline()
+            if line.startswith("centre-agent ready"):
+                return AgentProcess(proc, sock, state, line.strip(), log_path)
+            if not line and proc.poll() is not None:
+                break
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    raise RuntimeError(f"agent did not start: {log_path.read_text()[-3000:]}")
