@@ -39,9 +39,14 @@ mkdir -p "$WORK" "$OUT"
 
 step "source tree (tracked and new files, nothing ignored)"
 mkdir "$WORK/src"
-(cd "$ROOT" && git ls-files -z --cached --others --exclude-standard \
-    | grep -zv -e '^packaging/debian/out/' -e '^clients/js/' \
-    | xargs -0 tar -cf - --no-recursion) | tar -xf - -C "$WORK/src"
+if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard \
+        | grep -zv -e '^packaging/debian/out/' -e '^clients/js/' \
+        | xargs -0 tar -cf - --no-recursion) | tar -xf - -C "$WORK/src"
+else  # an unpacked source archive
+    tar -C "$ROOT" -cf - --exclude=./.venv --exclude=./packaging/debian/out --exclude=./clients/js \
+        --exclude=./build --exclude='*.egg-info' --exclude=__pycache__ . | tar -xf - -C "$WORK/src"
+fi
 
 step "wheelhouse (project + dependencies, built with $PYTHON)"
 "$PYTHON" -m venv "$WORK/buildenv"
