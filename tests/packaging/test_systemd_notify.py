@@ -107,9 +107,10 @@ async def test_watchdog_pings_while_the_loop_runs_and_stops_while_it_is_blocked(
         pings_before = len(manager.with_key("WATCHDOG"))
         # pings resume once the loop is free again
         await manager.wait_for_async("WATCHDOG", count=pings_before + 2)
-    # a ping already in flight when the block began may land a moment later; none may be sent during it
-    during = [m for m in manager.with_key("WATCHDOG") if blocked_from + 0.05 < m.at < blocked_until]
-    assert during == []
+    # unblocked, ten pings would have been sent in that second; blocked, none is sent. Arrival times
+    # are taken by the receiving thread, so one ping sent just before the block may be stamped inside it.
+    during = [m for m in manager.with_key("WATCHDOG") if blocked_from < m.at < blocked_until]
+    assert len(during) <= 1
     assert manager.snapshot()[0].fields == {"READY": "1", "STATUS": "serving"}
     assert manager.snapshot()[-1].fields == {"STOPPING": "1", "STATUS": "stopping"}
 
