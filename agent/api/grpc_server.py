@@ -49,21 +49,29 @@ async def _fail(context: grpc.aio.ServicerContext[Any, Any], exc: AgentError) ->
     await context.abort(status.status_for(exc), status.describe(exc))
 
 
-def _parse(request_cls: Any, raw: bytes) -> Any:
-    """Decode here, not in grpcio, so a corrupt message is INVALID_ARGUMENT rather than UNKNOWN."""
+#: Requests that carry documents or many templates may be large; every other request is small.
+LARGE_REQUESTS = frozenset({"PrintRequest", "IdentifyRequest"})
+SMALL_REQUEST_BYTES = 1 << 20
+
+
+def _parse(request_cls: Any, raw: bytes, limit: int) -> Any:
+    """Decode here, not in grpcio, so a corrupt or oversized message is INVALID_ARGUMENT
+    (grpcio would answer UNKNOWN or RESOURCE_EXHAUSTED)."""
+    if len(raw) > limit:
+        raise InvalidRequestError(f"request of {len(raw)} bytes exceeds the {limit}-byte limit for this call")
     try:
         return request_cls.FromString(raw)
     except DecodeError:
         raise InvalidRequestError("request is not a valid protobuf message") from None
 
 
-def _unary(name: str, impl: Callable[[Any, CallInfo], Awaitable[Any]], request_cls: Any, metrics: AgentMetrics
-           ) -> Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
+def _unary(name: str, impl: Callable[[Any, CallInfo], Awaitable[Any]], request_cls: Any, limit: int,
+           metrics: AgentMetrics) -> Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
     async def behavior(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         started = time.perf_counter()
         outcome = "OK"
         try:
-            return await impl(_parse(request_cls, raw), call_info(context))
+            return await impl(_parse(request_cls, raw, limit), call_info(context))
         except AgentError as exc:
             outcome = status.status_for(exc).name
             await _fail(context, exc)
@@ -77,12 +85,12 @@ def _unary(name: str, impl: Callable[[Any, CallInfo], Awaitable[Any]], request_c
     return behavior
 
 
-def _streaming(name: str, impl: Callable[[Any, CallInfo], AsyncIterator[Any]], request_cls: Any,
+def _streaming(name: str, impl: Callable[[Any, CallInfo], AsyncIterator[Any]], request_cls: Any, limit: int,
                metrics: AgentMetrics) -> Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]:
     async def behavior(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         outcome = "OK"
         try:
-            stream_impl = impl(_parse(request_cls, raw), call_info(context))
+            stream_impl = impl(_parse(request_cls, raw, limit), call_info(context))
             async with contextlib.aclosing(stream_impl) as stream:  # type: ignore[type-var]
                 async for item in stream:
                     yield item
@@ -98,7 +106,12 @@ def _streaming(name: str, impl: Callable[[Any, CallInfo], AsyncIterator[Any]], r
     return behavior
 
 
-def bind(core: ServiceCore, metrics: AgentMetrics) -> grpc.GenericRpcHandler:
+def request_limit(method: Any, max_message_bytes: int) -> int:
+    return max_message_bytes if method.input_type.name in LARGE_REQUESTS else min(SMALL_REQUEST_BYTES,
+                                                                                  max_message_bytes)
+
+
+def bind(core: ServiceCore, metrics: AgentMetrics, max_message_bytes: int) -> grpc.GenericRpcHandler:
     """A generic handler serving every RPC of ``core.descriptor`` that ``core`` implements."""
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in core.descriptor.methods:
@@ -107,13 +120,15 @@ def bind(core: ServiceCore, metrics: AgentMetrics) -> grpc.GenericRpcHandler:
             continue
         request_cls = message_factory.GetMessageClass(method.input_type)
         response_cls = message_factory.GetMessageClass(method.output_type)
+        limit = request_limit(method, max_message_bytes)
         if method.server_streaming:
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
-                _streaming(method.name, impl, request_cls, metrics),
+                _streaming(method.name, impl, request_cls, limit, metrics),
                 response_serializer=response_cls.SerializeToString)
         else:
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                _unary(method.name, impl, request_cls, metrics), response_serializer=response_cls.SerializeToString)
+                _unary(method.name, impl, request_cls, limit, metrics),
+                response_serializer=response_cls.SerializeToString)
     return grpc.method_handlers_generic_handler(core.descriptor.full_name, handlers)
 
 
@@ -137,11 +152,13 @@ def prepare_socket_path(path: Path) -> None:
 
 class GrpcServer:
     def __init__(self, cores: Sequence[ServiceCore], metrics: AgentMetrics, max_message_bytes: int) -> None:
-        options = [("grpc.max_receive_message_length", max_message_bytes),
+        # grpcio's own cap sits above ours so that an oversized request reaches _parse and gets
+        # INVALID_ARGUMENT with a reason instead of grpcio's RESOURCE_EXHAUSTED
+        options = [("grpc.max_receive_message_length", max_message_bytes + SMALL_REQUEST_BYTES),
                    ("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.so_reuseport", 0)]
         self.server = grpc.aio.server(options=options)
-        self.server.add_generic_rpc_handlers([bind(core, metrics) for core in cores])
+        self.server.add_generic_rpc_handlers([bind(core, metrics, max_message_bytes) for core in cores])
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = [core.descriptor.full_name for core in cores]

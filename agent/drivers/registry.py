@@ -13,6 +13,8 @@ from agent.drivers.base import DeviceBackend
 from agent.errors import ConfigError
 
 BACKENDS: dict[str, str] = {
+    # chip ID-card readers
+    "pcsc": "agent.drivers.idcard.reader:PcscBackend",
     # simulated devices (``centre-agent run --simulate``)
     "sim-idcard": "agent.simulator.idcard:SimulatedIdCardBackend",
     "sim-fingerprint": "agent.simulator.fingerprint:SimulatedFingerprintBackend",

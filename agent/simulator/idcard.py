@@ -1,91 +1,235 @@
-"""Simulated ID-card reader with a sample citizen's card always on it.
+"""The ``--simulate`` ID-card reader: the eMRTD emulator in process, read by the real ICAO code.
 
-Replaced by the eMRTD emulator driven through the real ICAO 9303 code (issue 2).
+A read goes through :func:`agent.drivers.idcard.session.read_document` exactly as with a
+PC/SC reader; only the transport differs: :class:`SlotTransport` hands each APDU to the
+:class:`~agent.simulator.emrtd.EmulatedEmrtd` on the reader (through ``run_blocking``, as
+the PC/SC transport does, since the card does real cryptography).
+
+The card on the reader is a made-up CCCD whose MRZ key is :data:`SIMULATED_KEY`
+(document number ``203004567``, born ``900115``, expires ``300115``; CAN ``123456``).
+Tests (and the API's test hooks) put other cards on it with
+:meth:`SimulatedIdCardReader.insert_card` and take them off with
+:meth:`~SimulatedIdCardReader.remove_card`; a card removed during a read fails that read
+with :class:`~agent.errors.CardRemovedError`, as a hand pulling a card would.
+
+The emulator's test CSCA is always trusted, so the simulated card verifies as ``valid``;
+certificates from ``csca_dir`` are trusted in addition.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import io
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
-from agent.domain.device import DeviceDescriptor, DeviceFamily
+from agent.domain.device import Capabilities, DeviceDescriptor, DeviceFamily, DeviceHealth, DeviceState
 from agent.domain.events import EventKind
-from agent.domain.idcard import (
-    AccessKey,
-    CardRead,
-    FaceImage,
-    MrzKey,
-    PersonalData,
-    ReadOptions,
-    Verdict,
-    Verification,
+from agent.domain.idcard import AccessKey, CardRead, MrzKey, ReadOptions
+from agent.drivers.base import BackendOptions, DriverContext, IdCardReader
+from agent.drivers.idcard.trust_store import TrustStore
+from agent.errors import (
+    AgentError,
+    CardRemovedError,
+    ConfigError,
+    DeviceBusyError,
+    DeviceStateError,
+    DeviceUnavailableError,
 )
-from agent.drivers.base import Device, IdCardReader
-from agent.errors import AccessDeniedError
-from agent.simulator.base import SimulatedDeviceMixin, SingleDeviceBackend
+from agent.simulator.base import SingleDeviceBackend
+from agent.simulator.emrtd import CardProfile, EmulatedEmrtd, sample_cccd, sample_passport
+from agent.simulator.emrtd.profiles import SAMPLE_DG13, td1
 
-SAMPLE_KEY = MrzKey(document_number="203004567", date_of_birth="900115", date_of_expiry="300115")
+RunBlocking = Callable[..., Awaitable[Any]]
+
+#: The MRZ key of the card the simulated reader starts with (made-up citizen).
+SIMULATED_KEY = MrzKey(document_number="203004567", date_of_birth="900115", date_of_expiry="300115")
+SIMULATED_ID = "001203004567"  # a CCCD's document number is the last 9 digits of the 12-digit ID
 
 
 def sample_access_key() -> MrzKey:
     """The MRZ key of the simulated citizen's card (for demos and ``doctor --simulate``)."""
-    return SAMPLE_KEY
+    return SIMULATED_KEY
 
 
-def _face_jpeg() -> bytes:
-    from PIL import Image
+def simulated_cccd() -> CardProfile:
+    """The sample CCCD of the emulator, re-keyed to :data:`SIMULATED_KEY`."""
+    dg13 = dict(SAMPLE_DG13)
+    dg13.update({1: SIMULATED_ID, 3: "15/01/1990", 12: "15/01/2030"})
+    mrz = td1("ID", "VNM", SIMULATED_KEY.document_number, SIMULATED_ID, SIMULATED_KEY.date_of_birth, "F",
+              SIMULATED_KEY.date_of_expiry, "VNM", "", "TRAN", "THI THU NGHIEM")
+    return sample_cccd(mrz=mrz, dg13=dg13)
 
-    buf = io.BytesIO()
-    Image.new("RGB", (120, 160), (200, 170, 150)).save(buf, "JPEG")
-    return buf.getvalue()
+
+class SlotTransport:
+    """:class:`~agent.drivers.idcard.transport.CardTransport` to the card on a simulated reader.
+
+    Bound to one card: if that card leaves the reader (or another one is put on it), the
+    next command fails with :class:`~agent.errors.CardRemovedError`.
+    """
+
+    def __init__(self, reader: SimulatedIdCardReader, card: EmulatedEmrtd, run_blocking: RunBlocking) -> None:
+        self._reader = reader
+        self._card = card
+        self._run_blocking = run_blocking
+        self.apdus_sent = 0
+
+    @property
+    def extended_length(self) -> bool:
+        return self._card.profile.extended_length
+
+    async def transmit(self, apdu: bytes) -> bytes:
+        if self._reader.card is not self._card:
+            raise CardRemovedError("the card was removed from the reader")
+        self.apdus_sent += 1
+        response: bytes = await self._run_blocking(self._card.transmit, bytes(apdu))
+        if self._reader.card is not self._card:  # pulled while the card was answering
+            raise CardRemovedError("the card was removed from the reader")
+        return response
 
 
-class SimulatedIdCardReader(SimulatedDeviceMixin, IdCardReader):
-    features = frozenset({"bac", "pace"})
+class SimulatedIdCardReader(IdCardReader):
+    """A reader slot holding (or not) an emulated eMRTD."""
 
-    def __init__(self, descriptor: DeviceDescriptor, ctx: object) -> None:
-        super().__init__(descriptor, ctx)  # type: ignore[arg-type]
-        self._counters = {"reads": 0}
-        self._present = False
+    def __init__(self, descriptor: DeviceDescriptor, ctx: DriverContext, backend: SimulatedIdCardBackend
+                 ) -> None:
+        super().__init__(descriptor, ctx)
+        self._backend = backend
+        self.card: EmulatedEmrtd | None = None
+        self._open = False
+        self._busy = asyncio.Lock()
+        self._reads = 0
+        self._failures = 0
+        self._cards_seen = 0
+        self._last_error = ""
 
-    def card_present(self) -> bool:
-        return self._present
+    def capabilities(self) -> Capabilities:
+        features = {"bac", "pace", "passive_authentication", "active_authentication", "chip_authentication",
+                    "card_events"}
+        if self.card is not None and self.card.profile.extended_length:
+            features.add("extended_length")
+        return Capabilities(features=frozenset(features))
+
+    def health(self) -> DeviceHealth:
+        if not self._open:
+            state = DeviceState.PRESENT
+        elif self._busy.locked():
+            state = DeviceState.BUSY
+        else:
+            state = DeviceState.READY
+        return DeviceHealth(state=state, counters={"reads": self._reads, "read_failures": self._failures,
+                                                   "cards_inserted": self._cards_seen},
+                            last_error=self._last_error)
 
     async def open(self) -> None:
-        await super().open()
-        self.insert_card()
+        self._open = True
+        if self.card is None and self._backend.initial_card is not None:
+            self.insert_card(self._backend.initial_card)
 
-    def insert_card(self) -> None:
-        self._present = True
+    async def close(self) -> None:
+        self._open = False
+
+    def card_present(self) -> bool:
+        return self.card is not None
+
+    # -- test hooks: a hand putting cards on the reader ------------------------------------------
+
+    def insert_card(self, card: EmulatedEmrtd | None = None) -> EmulatedEmrtd:
+        """Put ``card`` (default: a fresh copy of the backend's card) on the reader."""
+        if card is None:
+            card = EmulatedEmrtd(self._backend.card_issue())
+        if self.card is not None:
+            self.remove_card()
+        card.power_on()
+        self.card = card
+        self._cards_seen += 1
         self._ctx.emit(self, EventKind.CARD_INSERTED, {"reader": self.descriptor.name})
+        return card
 
     def remove_card(self) -> None:
-        self._present = False
+        """Take the card off the reader (a read in progress fails with CardRemovedError)."""
+        if self.card is None:
+            return
+        self.card.power_off()
+        self.card = None
         self._ctx.emit(self, EventKind.CARD_REMOVED, {"reader": self.descriptor.name})
 
+    # -- reading ---------------------------------------------------------------------------------
+
     async def read_card(self, key: AccessKey, options: ReadOptions) -> CardRead:
-        await asyncio.sleep(0.01)
-        if key != SAMPLE_KEY:
-            raise AccessDeniedError("the card refused the access key", device_id=None)
-        self._counters["reads"] += 1
-        personal = PersonalData(
-            document_type="ID", issuing_state="VNM", document_number="203004567", id_number="001090004567",
-            full_name="NGUYEN VAN MAU", date_of_birth=dt.date(1990, 1, 15), sex="M", nationality="VNM",
-            date_of_expiry=dt.date(2030, 1, 15), place_of_origin="Xa Mau, Tinh Mau",
-            place_of_residence="So 1 Duong Mau, Phuong Mau, Tinh Mau")
-        face = FaceImage(jpeg=_face_jpeg(), original_mime_type="image/jpeg", width=120, height=160) \
-            if options.include_face else None
-        return CardRead(personal=personal, face=face,
-                        verification=Verification(Verdict.UNKNOWN_ISSUER, Verdict.NOT_SUPPORTED,
-                                                  Verdict.NOT_SUPPORTED),
-                        data_groups_read=(1, 2, 13) if face else (1, 13), access_protocol="BAC")
+        from agent.drivers.idcard.session import read_document
+
+        if not self._open:
+            raise DeviceUnavailableError("the simulated reader is closed")
+        card = self.card
+        if card is None:
+            raise DeviceStateError("no card on the reader", reason="NO_CARD")
+        if self._busy.locked():
+            raise DeviceBusyError("the reader is already reading a card")
+        try:
+            async with self._busy:
+                self._ctx.health_changed(self)
+                card.power_on()  # a fresh session, as a reader connecting to the card
+                transport = SlotTransport(self, card, self._ctx.run_blocking)
+                try:
+                    result: CardRead = await read_document(transport, key, options,
+                                                           await self._backend.trust_store())
+                except AgentError as error:
+                    self._failures += 1
+                    self._last_error = f"{error.reason}: {error.message}"
+                    raise
+                self._reads += 1
+                self._last_error = ""
+                return result
+        finally:
+            self._ctx.health_changed(self)
 
 
 class SimulatedIdCardBackend(SingleDeviceBackend):
+    """``sim-idcard``: one simulated reader with :func:`simulated_cccd` on it.
+
+    Options: ``profile`` (``cccd``, the default, ``passport`` or ``empty`` for no card at
+    start), ``csca_dir`` (more trusted CSCAs).
+    """
+
     name = "sim-idcard"
     family = DeviceFamily.IDCARD
     device_name = "Simulated ID-card reader"
 
-    def make_device(self, descriptor: DeviceDescriptor) -> Device:
-        return SimulatedIdCardReader(descriptor, self._ctx)
+    def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
+        super().__init__(ctx, options)
+        profile = str(options.get("profile", "cccd"))
+        if profile not in ("cccd", "passport", "empty"):
+            raise ConfigError(f"drivers.sim-idcard.profile must be cccd, passport or empty, not {profile!r}")
+        self._profile_name = profile
+        csca_dir = options.get("csca_dir")
+        self._csca_dir = Path(str(csca_dir)) if csca_dir else None
+        self._issued: EmulatedEmrtd | None = None
+        self.initial_card: EmulatedEmrtd | None = None
+        self._trust: TrustStore | None = None
+
+    def card_issue(self) -> CardProfile:
+        return sample_passport() if self._profile_name == "passport" else simulated_cccd()
+
+    async def start(self) -> None:
+        if self._csca_dir is not None and not self._csca_dir.is_dir():
+            raise ConfigError(f"idcard csca_dir {str(self._csca_dir)!r} is not a directory")
+        # Issuing the card generates its keys and signs its SOD: off the event loop.
+        card = await self._ctx.run_blocking(EmulatedEmrtd, self.card_issue())
+        self._issued = card
+        self.initial_card = None if self._profile_name == "empty" else card
+        self._trust = await self._ctx.run_blocking(self._load_trust, card)
+        await super().start()
+
+    def _load_trust(self, card: EmulatedEmrtd) -> TrustStore:
+        store = TrustStore.from_directory(self._csca_dir) if self._csca_dir is not None else TrustStore()
+        store.add_certificate(card.issued.pki.csca_der)
+        return store
+
+    async def trust_store(self) -> TrustStore:
+        if self._trust is None:
+            raise DeviceUnavailableError("the simulated reader is not started")
+        return self._trust
+
+    def make_device(self, descriptor: DeviceDescriptor) -> SimulatedIdCardReader:
+        return SimulatedIdCardReader(descriptor, self._ctx, self)

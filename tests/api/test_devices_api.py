@@ -176,3 +176,10 @@ async def test_version_and_config_summary(client: AgentClient, running: RunningA
     assert summary.simulate
     assert summary.socket_path == running.listen["socket"]
     assert len(summary.config_sha256) == 64
+
+
+async def test_oversized_request_is_invalid_argument(client: AgentClient) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await client.devices.GetDevice(dpb.GetDeviceRequest(device_id="x" * (2 << 20)))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "exceeds" in (err.value.details() or "")

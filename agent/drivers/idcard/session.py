@@ -1,0 +1,205 @@
+"""Reading one eMRTD / CCCD end to end: access control (PACE if EF.CardAccess offers it,
+else BAC), the data groups, and every authenticity check.
+
+``read_document`` is the one entry point the reader devices (PC/SC and simulated) call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from agent.domain.idcard import (
+    AccessKey,
+    CanKey,
+    CardRead,
+    FaceImage,
+    MrzKey,
+    PersonalData,
+    ReadOptions,
+    Verdict,
+    Verification,
+)
+from agent.drivers.idcard import lds
+from agent.drivers.idcard.active_auth import active_authentication
+from agent.drivers.idcard.apdu import CommandApdu
+from agent.drivers.idcard.bac import perform_bac
+from agent.drivers.idcard.channel import CardChannel
+from agent.drivers.idcard.chip_auth import chip_authentication
+from agent.drivers.idcard.dg13 import Dg13, parse_dg13
+from agent.drivers.idcard.face import parse_dg2
+from agent.drivers.idcard.mrz import Mrz, parse_yymmdd, validate_key
+from agent.drivers.idcard.pace import perform_pace
+from agent.drivers.idcard.reading import EF_CARD_ACCESS, EF_COM, EF_SOD, FileReader, data_group_file
+from agent.drivers.idcard.security_infos import PaceInfo, SecurityInfos, parse_security_infos
+from agent.drivers.idcard.transport import CardTransport
+from agent.drivers.idcard.trust_store import TrustStore
+from agent.drivers.idcard.verification import CheckResult, passive_authentication
+from agent.errors import DataFormatError, DeviceProtocolError, NotSupportedError
+
+#: Data groups read when the card lists them (DG3/DG4 need terminal authentication).
+READ_GROUPS = (1, 2, 13, 14, 15)
+
+
+async def _card_access(channel: CardChannel) -> SecurityInfos | None:
+    """EF.CardAccess, read without secure messaging before access control."""
+    answer = await channel.send_plain(CommandApdu(0x00, 0xB0, 0x80 | EF_CARD_ACCESS.sfi, 0x00, le=256))
+    if answer.sw not in (0x9000, 0x6282) or not answer.data:
+        return None
+    try:
+        return parse_security_infos(answer.data)
+    except DataFormatError:
+        return None  # an unreadable EF.CardAccess: fall back to BAC, as 9303 allows
+
+
+def choose_pace(infos: SecurityInfos | None) -> PaceInfo | None:
+    """The strongest supported PACE protocol the card offers."""
+    if infos is None:
+        return None
+    usable = [p for p in infos.pace if p.supported]
+    if not usable:
+        return None
+    return max(usable, key=lambda p: (p.suite.key_length, p.suite.block_size))
+
+
+def personal_data(mrz: Mrz, dg13: Dg13 | None) -> PersonalData:
+    id_number = ""
+    digits = "".join(ch for ch in mrz.optional_data if ch.isdigit())
+    if mrz.format == "TD1" and len(digits) >= 12:
+        id_number = digits[:12]
+    elif mrz.format == "TD3":
+        id_number = mrz.optional_data
+    sex = {"M": "M", "F": "F"}.get(mrz.sex, "X")
+    data = PersonalData(
+        document_type=mrz.document_code, issuing_state=mrz.issuing_state,
+        document_number=mrz.document_number, id_number=id_number, full_name=mrz.full_name,
+        date_of_birth=parse_yymmdd(mrz.date_of_birth, future=False), sex=sex, nationality=mrz.nationality,
+        date_of_expiry=parse_yymmdd(mrz.date_of_expiry, future=True), mrz=mrz.text,
+    )
+    if dg13 is None:
+        return data
+    return PersonalData(
+        document_type=data.document_type, issuing_state=data.issuing_state,
+        document_number=data.document_number, id_number=dg13.id_number or data.id_number,
+        full_name=dg13.full_name or data.full_name, date_of_birth=dg13.date_of_birth or data.date_of_birth,
+        sex=dg13.sex or data.sex, nationality=data.nationality,
+        date_of_expiry=dg13.date_of_expiry or data.date_of_expiry, date_of_issue=dg13.date_of_issue,
+        ethnicity=dg13.ethnicity, religion=dg13.religion, place_of_origin=dg13.place_of_origin,
+        place_of_residence=dg13.place_of_residence, identifying_marks=dg13.identifying_marks,
+        father_name=dg13.father_name, mother_name=dg13.mother_name, spouse_name=dg13.spouse_name,
+        old_id_number=dg13.old_id_number, mrz=data.mrz,
+    )
+
+
+async def _open(channel: CardChannel, files: FileReader, key: AccessKey, pace_info: PaceInfo | None) -> str:
+    """Access control and application selection; returns the protocol used."""
+    if pace_info is not None:
+        try:
+            await perform_pace(channel, pace_info, key)
+        except DeviceProtocolError:
+            # PACE broke for a reason other than the key (a wrong key is AccessDeniedError and
+            # is never retried): with the MRZ, fall back to BAC as 9303 permits.
+            if isinstance(key, CanKey):
+                raise
+            channel.sm = None
+        else:
+            await files.select_application()
+            return "PACE"
+    if isinstance(key, CanKey):
+        raise NotSupportedError("the card offers no PACE, so a CAN cannot open it; use the MRZ")
+    await files.select_application()
+    await perform_bac(channel, key)
+    return "BAC"
+
+
+async def read_document(transport: CardTransport, key: AccessKey, options: ReadOptions,
+                        trust: TrustStore | None, *, now: dt.datetime | None = None) -> CardRead:
+    """Open the card with ``key``, read it and verify it.
+
+    Chip authentication, where DG14 offers it, runs right after access control, so the
+    personal data travels under its stronger session keys (9303 Part 11, 6.2); if it fails,
+    access control is redone with the same (correct) key and the read goes on.
+
+    Raises AccessDeniedError for a wrong key (one attempt, never retried),
+    NotSupportedError for a CAN on a card without PACE, DeviceProtocolError /
+    DataFormatError for malformed answers; transport errors pass through.
+    """
+    if isinstance(key, MrzKey):
+        validate_key(key)
+    channel = CardChannel(transport)
+    files = FileReader(channel)
+    pace_info = choose_pace(await _card_access(channel))
+    protocol = await _open(channel, files, key, pace_info)
+
+    com_raw = await files.read(EF_COM)
+    if com_raw is None:
+        raise DeviceProtocolError("the card has no EF.COM")
+    com = lds.parse_com(com_raw)
+    groups: dict[int, bytes] = {}
+    details: list[str] = []
+
+    dg14_infos: SecurityInfos | None = None
+    if 14 in com.data_groups:
+        dg14 = await files.read(data_group_file(14))
+        if dg14 is not None:
+            groups[14] = dg14
+            try:
+                dg14_infos = parse_security_infos(lds.unwrap(dg14, 14))
+            except DataFormatError:
+                details.append("DG14 malformed")
+    if not options.chip_authentication:
+        chip = CheckResult(Verdict.NOT_SUPPORTED, ["chip authentication not requested"])
+    elif 14 in groups and dg14_infos is None:
+        chip = CheckResult(Verdict.INVALID, ["DG14 malformed"])
+    else:
+        chip = await chip_authentication(channel, dg14_infos)
+        if chip.verdict is Verdict.INVALID:
+            channel.sm = None  # the chip dropped the channel: open it again, same key
+            await _open(channel, files, key, pace_info)
+
+    sod_raw = await files.read(EF_SOD)
+    for number in READ_GROUPS:
+        if number == 14 or (number not in com.data_groups and number != 1):
+            continue
+        if number == 2 and not options.include_face:
+            continue
+        content = await files.read(data_group_file(number))
+        if content is not None:
+            groups[number] = content
+    if 1 not in groups:
+        raise DeviceProtocolError("the card has no DG1")
+
+    mrz = lds.parse_dg1(groups[1])  # without the MRZ there is no document to report
+    # A DG13 or face the parser cannot read does not hide the rest of the card: the read is
+    # reported with a note (and passive authentication still judges the bytes).
+    dg13: Dg13 | None = None
+    if 13 in groups:
+        try:
+            dg13 = parse_dg13(groups[13])
+        except DataFormatError:
+            details.append("DG13 could not be parsed")
+    face: FaceImage | None = None
+    if 2 in groups:
+        try:
+            face = parse_dg2(groups[2])
+        except DataFormatError:
+            details.append("DG2 face could not be parsed")
+
+    if options.active_authentication:
+        active = await active_authentication(channel, groups.get(15),
+                                             dg14_infos.active_auth_signature_oid if dg14_infos else None)
+    else:
+        active = CheckResult(Verdict.NOT_SUPPORTED, ["active authentication not requested"])
+    passive = passive_authentication(sod_raw, groups, trust, now)
+
+    details += [f"passive: {d}" for d in passive.details]
+    details += [f"active: {d}" for d in active.details]
+    details += [f"chip: {d}" for d in chip.details]
+    return CardRead(
+        personal=personal_data(mrz, dg13),
+        face=face,
+        verification=Verification(passive.verdict, active.verdict, chip.verdict, tuple(details)),
+        data_groups_read=tuple(sorted(groups)),
+        access_protocol=protocol,
+        apdu_count=channel.apdu_count,
+        raw_data_groups=dict(groups) if options.include_raw else {},
+    )

@@ -1,0 +1,103 @@
+"""CSCA trust store: country signing CA certificates from a directory of PEM/DER files and
+from ICAO master lists (CMS SignedData of a CscaMasterList, eContentType 2.23.136.1.1.2).
+
+Loading reads files: call it at start-up (through ``ctx.run_blocking`` from async code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from asn1crypto import cms, core, pem, x509
+
+from agent.drivers.idcard.certificates import Certificate
+from agent.drivers.idcard.signatures import signed_content_verifies
+from agent.errors import ConfigError, DataFormatError
+
+ID_CSCA_MASTER_LIST = "2.23.136.1.1.2"
+_CERT_SUFFIXES = {".pem", ".crt", ".cer", ".der"}
+_MASTER_LIST_SUFFIXES = {".ml", ".ldif.ml", ".p7m", ".p7b"}
+
+
+class CertificateSet(core.SetOf):  # type: ignore[misc]  # asn1crypto is untyped
+    _child_spec = x509.Certificate
+
+
+class CscaMasterList(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
+    _fields = [("version", core.Integer), ("cert_list", CertificateSet)]
+
+
+class TrustStore:
+    """A set of CSCA certificates, matched to a Document Signer by issuer name and key id."""
+
+    def __init__(self) -> None:
+        self._certs: dict[bytes, Certificate] = {}
+
+    def __len__(self) -> int:
+        return len(self._certs)
+
+    def _add(self, cert: Certificate) -> None:
+        self._certs[hashlib.sha256(cert.der).digest()] = cert
+
+    def add_certificate(self, data: bytes) -> Certificate:
+        """Add one certificate, PEM or DER."""
+        if pem.detect(data):
+            try:
+                _, _, data = pem.unarmor(data)
+            except Exception as exc:
+                raise DataFormatError("not a PEM certificate") from exc
+        cert = Certificate.load(data)
+        self._add(cert)
+        return cert
+
+    def import_master_list(self, data: bytes) -> int:
+        """Add every CSCA of a master list whose signature verifies; returns how many."""
+        if pem.detect(data):
+            _, _, data = pem.unarmor(data)
+        try:
+            info = cms.ContentInfo.load(data, strict=True)
+            signed = info["content"]
+            encap = signed["encap_content_info"]
+            if encap["content_type"].dotted != ID_CSCA_MASTER_LIST:
+                raise DataFormatError("not an ICAO CSCA master list")
+            raw = encap["content"].parsed.dump() if isinstance(
+                encap["content"], core.ParsableOctetString) else encap["content"].native
+            master = CscaMasterList.load(raw, strict=True)
+            certs = list(master["cert_list"])
+            signer = signed["signer_infos"][0]
+            signer_cert = next(c.chosen for c in signed["certificates"] if c.name == "certificate")
+        except DataFormatError:
+            raise
+        except Exception as exc:
+            raise DataFormatError("master list is not valid CMS") from exc
+        if not signed_content_verifies(signer, signer_cert, raw):
+            raise DataFormatError("master list signature does not verify")
+        loaded = [Certificate.load(c.dump()) for c in certs]
+        signer_loaded = Certificate.load(signer_cert.dump())
+        if not any(signer_loaded.names_issuer(c) and signer_loaded.issued_by(c) for c in loaded):
+            raise DataFormatError("master list signer is not issued by a CSCA in the list")
+        for cert in loaded:
+            self._add(cert)
+        return len(loaded)
+
+    @classmethod
+    def from_directory(cls, path: Path) -> TrustStore:
+        """Load every certificate (``.pem .crt .cer .der``) and master list (``.ml``) in ``path``."""
+        store = cls()
+        if not path.is_dir():
+            raise ConfigError(f"CSCA directory {path} does not exist")
+        for entry in sorted(path.iterdir()):
+            if not entry.is_file():
+                continue
+            data = entry.read_bytes()
+            if entry.suffix.lower() in _MASTER_LIST_SUFFIXES:
+                store.import_master_list(data)
+            elif entry.suffix.lower() in _CERT_SUFFIXES:
+                store.add_certificate(data)
+        return store
+
+    def issuers_of(self, cert: Certificate) -> list[Certificate]:
+        """CSCA certificates whose subject (and key id, when both carry one) matches
+        ``cert``'s issuer."""
+        return [candidate for candidate in self._certs.values() if cert.names_issuer(candidate)]

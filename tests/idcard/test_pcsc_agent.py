@@ -1,0 +1,107 @@
+"""End to end: ``centre-agent run`` with the ``pcsc`` backend, our pcscd + vpcd + emulator,
+and the CLI as the client (``devices``, ``idcard read``, ``watch``)."""
+
+from __future__ import annotations
+
+import json
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.drivers.idcard import mrz
+from agent.simulator.emrtd import sample_cccd
+from agent.simulator.emrtd.profiles import SAMPLE_ID
+from tests.idcard.pcsc_testbed import REPO_ROOT, PcscdPeer, VpcdCardProcess, wait_for_card
+from tests.support.agent_process import AgentProcess, start_agent
+
+KEY = mrz.parse(sample_cccd().mrz).key()
+
+
+@pytest.fixture
+def pcsc_agent(running_pcscd: PcscdPeer, tmp_path: Path) -> Iterator[tuple[AgentProcess, Path]]:
+    csca = tmp_path / "csca"
+    csca.mkdir()
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[idcard]\ncsca_dir = "{csca}"\n\n[drivers.pcsc]\nenabled = true\n')
+    # The agent inherits PCSCLITE_CSOCK_NAME from this process: it talks to our pcscd.
+    agent = start_agent(tmp_path, simulate=False, config=config)
+    try:
+        yield agent, csca
+    finally:
+        agent.stop()
+
+
+def pcsc_device(agent: AgentProcess) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        out = agent.cli("devices", "--json")
+        assert out.returncode == 0, out.stderr
+        rows = [row for row in json.loads(out.stdout) if row.get("name", "").endswith(" 00 00")]
+        if rows and rows[0]["state"] == "ready":
+            return dict(rows[0])
+        time.sleep(0.1)
+    raise AssertionError("the pcsc reader did not show up ready")
+
+
+def test_read_through_the_agent_and_the_cli(pcsc_agent: tuple[AgentProcess, Path],
+                                            vpcd_card: Callable[..., VpcdCardProcess]) -> None:
+    agent, csca = pcsc_agent
+    card = vpcd_card("--csca-out", str(csca / "csca.der"))
+    wait_for_card(card.reader)
+    device = pcsc_device(agent)
+    out = agent.cli("idcard", "read", "--device", device["id"], "--doc-number", KEY.document_number,
+                    "--birth-date", KEY.date_of_birth, "--expiry-date", KEY.date_of_expiry, "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["id_number"] == SAMPLE_ID
+    assert result["verification"]["passive"] == "valid"
+    assert result["verification"]["active"] == "valid"
+    assert result["face"]["mime_type"] == "image/jpeg"
+    for secret in (SAMPLE_ID, result["full_name"], result["place_of_residence"]):
+        assert secret not in agent.log()
+
+    wrong = agent.cli("idcard", "read", "--device", device["id"], "--doc-number", KEY.document_number,
+                      "--birth-date", KEY.date_of_birth, "--expiry-date", "311231", "--json")
+    assert wrong.returncode != 0
+    assert "ACCESS_DENIED" in wrong.stderr or "access" in wrong.stderr.lower()
+    assert "Traceback" not in wrong.stderr
+
+
+def test_card_events_reach_a_watching_client(pcsc_agent: tuple[AgentProcess, Path],
+                                             vpcd_card: Callable[..., VpcdCardProcess]) -> None:
+    agent, _csca = pcsc_agent
+    pcsc_device(agent)
+    card = vpcd_card("--card", "tests.idcard.tiny_card:TinyCard", inserted=False)
+    watch = subprocess.Popen([sys.executable, "-m", "agent", "watch", "--json"], stdout=subprocess.PIPE,
+                             text=True, env=agent.env, cwd=REPO_ROOT)
+    try:
+        assert watch.stdout is not None
+        stream = watch.stdout
+
+        def next_kind() -> str:
+            ready, _, _ = select.select([stream], [], [], 20)
+            assert ready, "no event from the agent"
+            line = stream.readline()
+            assert line, "watch ended"
+            return str(json.loads(line)["kind"])
+
+        # The initial snapshot (both vpcd slots) says the stream is subscribed.
+        assert [next_kind(), next_kind()] == ["device_added", "device_added"]
+        card.insert()
+        kinds: list[str] = []
+        while "card_inserted" not in kinds:
+            kinds.append(next_kind())
+        card.remove()
+        while "card_removed" not in kinds:
+            kinds.append(next_kind())
+    finally:
+        watch.terminate()
+        watch.wait(timeout=10)
+        if watch.stdout is not None:
+            watch.stdout.close()
