@@ -43,6 +43,13 @@ class UdevResult:
     output: str
     properties: dict[str, str]
     assignments: list[tuple[str, str]]  # (key, value) set by the rules file under test, in order
+    group_ids: dict[str, str]  # group name -> gid as udevadm saw /etc/group
+
+    def group(self) -> str | None:
+        """Name of the last group the rules under test assigned."""
+        gid = self.last("GROUP")
+        names = [name for name, value in self.group_ids.items() if value == gid]
+        return names[0] if names else gid
 
     def last(self, key: str) -> str | None:
         values = [v for k, v in self.assignments if k == key]
@@ -118,13 +125,16 @@ def run_udev_test(rules: Path, description: str, device_path: str, workdir: Path
               "mkdir /dev/pts && mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts",
               "ln -s pts/ptmx /dev/ptmx",
               "ln -s /proc/self/fd /dev/fd"]
+    group_ids = {g.gr_name: str(g.gr_gid) for g in grp.getgrall()}
     extra = missing_groups(groups)
     if extra:
         group_file = workdir / "group"
         used = {g.gr_gid for g in grp.getgrall()}
         free = (gid for gid in range(900, 999) if gid not in used)
+        added = {name: str(next(free)) for name in extra}
+        group_ids.update(added)
         group_file.write_text(Path("/etc/group").read_text()
-                              + "".join(f"{name}:x:{next(free)}:\n" for name in extra))
+                              + "".join(f"{name}:x:{gid}:\n" for name, gid in added.items()))
         script.append(f"mount --bind {shlex.quote(str(group_file))} /etc/group")
     script.append(f"exec umockdev-run -d {shlex.quote(str(workdir / 'device.umockdev'))} -- "
                   f"udevadm test --action={action} {shlex.quote('/sys' + device_path)}")
@@ -140,7 +150,7 @@ def run_udev_test(rules: Path, description: str, device_path: str, workdir: Path
     mine = re.escape(f"/etc/udev/rules.d/{rules.name}")
     assignments = [(m.group(1), m.group(2)) for m in
                    re.finditer(rf"{mine}:\d+ (GROUP|MODE|OWNER) (\S+)", output)]
-    return UdevResult(output, properties, assignments)
+    return UdevResult(output, properties, assignments, group_ids)
 
 
 def rule_problems(output: str, rules_name: str) -> list[str]:
