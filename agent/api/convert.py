@@ -78,6 +78,23 @@ def device_pb(info: d.DeviceInfo, state_since: float = 0.0) -> cpb.Device:
     return msg
 
 
+def is_cccd_qr(text: str) -> bool:
+    """Whether a barcode's text parses as the QR code on a CCCD's face."""
+    from agent.drivers.idcard.qr import parse_cccd_qr
+    from agent.errors import DataFormatError
+
+    try:
+        parse_cccd_qr(text)
+    except DataFormatError:
+        return False
+    return True
+
+
+def barcode_pb(event: Event) -> dpb.BarcodeScanned:
+    text = event.payload.decode("utf-8", errors="replace")
+    return dpb.BarcodeScanned(text=text, symbology=event.attributes.get("symbology", ""), cccd_qr=is_cccd_qr(text))
+
+
 def event_pb(event: Event) -> dpb.Event:
     msg = dpb.Event(seq=event.seq, kind=EVENT_TO_PB[event.kind], device_id=event.device_id,
                     attributes=dict(event.attributes))
@@ -85,9 +102,7 @@ def event_pb(event: Event) -> dpb.Event:
     if event.device is not None:
         msg.device.CopyFrom(device_pb(event.device))
     if event.kind is EventKind.BARCODE_SCANNED:
-        text = event.payload.decode("utf-8", errors="replace")
-        msg.barcode.CopyFrom(dpb.BarcodeScanned(text=text, symbology=event.attributes.get("symbology", ""),
-                                                cccd_qr=event.attributes.get("cccd_qr", "") == "true"))
+        msg.barcode.CopyFrom(barcode_pb(event))
     return msg
 
 

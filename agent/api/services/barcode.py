@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from google.protobuf.descriptor import ServiceDescriptor
 
+from agent.api import convert
 from agent.api.call import CallInfo
 from agent.api.services.targeting import resolve
 from agent.core.runtime import AgentRuntime
@@ -28,6 +29,4 @@ class BarcodeServiceCore:
             return event.kind is EventKind.BARCODE_SCANNED and (not device_id or event.device_id == device_id)
 
         async for event in self._rt.bus.subscribe(accepts):
-            yield dpb.BarcodeScanned(text=event.payload.decode("utf-8", errors="replace"),
-                                     symbology=event.attributes.get("symbology", ""),
-                                     cccd_qr=event.attributes.get("cccd_qr", "") == "true")
+            yield convert.barcode_pb(event)

@@ -11,6 +11,7 @@ from agent.core.runtime import AgentRuntime
 from agent.domain.device import DeviceFamily
 from agent.domain.idcard import ReadOptions
 from agent.drivers.base import IdCardReader
+from agent.drivers.idcard.qr import parse_cccd_qr
 from agent.errors import InvalidRequestError
 from centre.agent.v1 import idcard_pb2 as pb
 
@@ -30,3 +31,6 @@ class IdCardServiceCore:
         async with exclusive(self._rt, request.device, DeviceFamily.IDCARD, IdCardReader, call) as (dev_id, reader):
             read = await reader.read_card(key, options)
         return convert.card_read_pb(read, dev_id)
+
+    async def ParseCardQr(self, request: pb.ParseCardQrRequest, call: CallInfo) -> pb.CardQrData:
+        return convert.card_qr_pb(parse_cccd_qr(request.text))
