@@ -10,6 +10,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from agent.cli.devices import add_client_options
 from agent.cli.output import emit_json, enum_name, run_client
 from agent.client import AgentClient
@@ -139,22 +141,28 @@ def cmd_scan(args: argparse.Namespace) -> int:
     partial = out_path.with_name(out_path.name + ".part")
 
     async def go() -> int:
-        state, pages, digest, reason = "failed", 0, "", ""
+        state, pages, digest, reason, discarded = "failed", 0, "", "", False
         hasher = hashlib.sha256()
         try:
             async with AgentClient.connect(args.socket, args.client_id) as client:
                 with partial.open("wb") as fh:
-                    async for update in client.scanner.Scan(request):
-                        which = update.WhichOneof("update")
-                        if which == "pdf_chunk":
-                            fh.write(update.pdf_chunk)
-                            hasher.update(update.pdf_chunk)
-                        elif which == "status":
-                            state = enum_name(spb.JobState, update.status.state, "JOB_STATE_")
-                            reason = update.status.reason
-                            pages = update.status.pages_done
-                        elif which == "completed":
-                            pages, digest = update.completed.pages, update.completed.sha256
+                    try:
+                        async for update in client.scanner.Scan(request):
+                            which = update.WhichOneof("update")
+                            if which == "pdf_chunk":
+                                fh.write(update.pdf_chunk)
+                                hasher.update(update.pdf_chunk)
+                            elif which == "status":
+                                state = enum_name(spb.JobState, update.status.state, "JOB_STATE_")
+                                reason = update.status.reason
+                                pages = update.status.pages_done
+                                discarded = update.status.partial_discarded
+                            elif which == "completed":
+                                pages, digest = update.completed.pages, update.completed.sha256
+                    except grpc.aio.AioRpcError:
+                        if not (state == "failed" and reason):
+                            raise  # no job status came: a call error, reported as such
+                        # the job ran and failed (jam, feeder empty...): report it like a result
             if digest and digest != hasher.hexdigest():
                 state, reason = "failed", "CHECKSUM_MISMATCH"
             if state == "done":
@@ -162,7 +170,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         finally:
             partial.unlink(missing_ok=True)
         result = {"state": state, "pages": pages, "sha256": digest, "output": str(out_path) if state == "done" else "",
-                  "reason": reason}
+                  "reason": reason, "partial_discarded": discarded}
         if args.json:
             emit_json(result)
         else:

@@ -17,7 +17,7 @@ from agent.domain.device import DeviceFamily
 from agent.domain.events import Event, EventKind
 from agent.domain.printer import PrintDocument, PrintJobState
 from agent.drivers.base import Printer
-from agent.errors import AgentError, DeviceBusyError, InvalidRequestError
+from agent.errors import AgentError, DeviceBusyError, DeviceUnavailableError, InvalidRequestError
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +45,22 @@ class _Job:
     cancel_requested: bool = False
 
 
+def _cancel_pending(job: _Job) -> bool:
+    # read through a function: the flag is set concurrently by cancel(), which type narrowing cannot see
+    return job.cancel_requested
+
+
 class PrinterQueues:
     """All printer queues of the agent."""
 
     def __init__(self, registry: DeviceRegistry, bus: EventBus, busy_retry: float = 0.5,
-                 busy_retry_max: float = 5.0, on_finished: Callable[[PrintJobView], None] | None = None) -> None:
+                 busy_retry_max: float = 5.0, on_finished: Callable[[PrintJobView], None] | None = None,
+                 unreachable_retry_max: float = 10.0) -> None:
         self._registry = registry
         self._bus = bus
         self._busy_retry = busy_retry
         self._busy_retry_max = busy_retry_max
+        self._unreachable_retry_max = unreachable_retry_max
         self._jobs: JobTable[_Job] = JobTable()
         self._queues: dict[str, asyncio.Queue[_Job]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -105,10 +112,21 @@ class PrinterQueues:
         if job.view.state is PrintJobState.QUEUED:
             self._finish(job, PrintJobState.CANCELLED, message=f"cancelled by {client_id}")
         elif job.view.printer_job_id:
-            printer = self._registry.device(job.view.device_id, DeviceFamily.PRINTER)
+            try:
+                printer = self._registry.device(job.view.device_id, DeviceFamily.PRINTER)
+            except DeviceUnavailableError:
+                return job.view  # the job's poll loop cancels it when the printer answers again
             assert isinstance(printer, Printer)
-            await printer.cancel(job.view.printer_job_id)
+            await self._cancel_at_printer(printer, job.view.printer_job_id)
         return job.view
+
+    async def _cancel_at_printer(self, printer: Printer, printer_job_id: str) -> bool:
+        """Ask the printer to cancel; False when it cannot be reached (the poll loop asks again)."""
+        try:
+            await printer.cancel(printer_job_id)
+        except DeviceUnavailableError:
+            return False
+        return True
 
     async def close(self) -> None:
         for task in self._workers.values():
@@ -155,21 +173,38 @@ class PrinterQueues:
                 if job.cancel_requested:
                     self._finish(job, PrintJobState.CANCELLED)
                     return
-                printer = self._registry.device(device_id, DeviceFamily.PRINTER)
-                assert isinstance(printer, Printer)
                 assert job.document is not None
                 try:
+                    printer = self._registry.device(device_id, DeviceFamily.PRINTER)
+                    assert isinstance(printer, Printer)
                     printer_job_id = await printer.submit(job.document)
                     break
                 except DeviceBusyError:
                     self._update(job, reasons=("server-error-busy",))
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 1.6, self._busy_retry_max)
+                    cap = self._busy_retry_max
+                except DeviceUnavailableError:
+                    # printer off or unplugged: the job waits in memory until it is back or cancelled
+                    self._update(job, reasons=("printer-unreachable",))
+                    cap = self._unreachable_retry_max
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.6, cap)
             job.document = None  # the printer has it; do not keep citizens' documents around
             self._update(job, state=PrintJobState.PENDING, printer_job_id=printer_job_id, reasons=(),
                          queue_position=0)
+            delay = self._busy_retry
+            cancel_sent = False
             while True:
-                status = await printer.job_status(printer_job_id)
+                if not cancel_sent and _cancel_pending(job):
+                    cancel_sent = await self._cancel_at_printer(printer, printer_job_id)
+                try:
+                    status = await printer.job_status(printer_job_id)
+                except DeviceUnavailableError:
+                    # a network blip must not lose the job: keep asking until the printer answers
+                    self._update(job, reasons=("printer-unreachable",))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 1.6, self._unreachable_retry_max)
+                    continue
+                delay = self._busy_retry
                 if status.state.terminal:
                     self._finish(job, status.state, reasons=status.reasons, pages=status.pages_printed,
                                  message=status.message)

@@ -15,6 +15,13 @@ from agent.errors import ConfigError
 BACKENDS: dict[str, str] = {
     # chip ID-card readers
     "pcsc": "agent.drivers.idcard.reader:PcscBackend",
+    # document scanners
+    "sane": "agent.drivers.scanner.sane_backend:SaneBackend",
+    "escl": "agent.drivers.scanner.escl_discovery:EsclBackend",
+    # printers
+    "ipp": "agent.drivers.printer.ipp_backend:IppBackend",
+    "cups": "agent.drivers.printer.cups_backend:CupsBackend",
+    "escpos": "agent.drivers.printer.escpos_backend:EscposBackend",
     # simulated devices (``centre-agent run --simulate``)
     "sim-idcard": "agent.simulator.idcard:SimulatedIdCardBackend",
     "sim-fingerprint": "agent.simulator.fingerprint:SimulatedFingerprintBackend",

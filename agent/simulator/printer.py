@@ -1,70 +1,47 @@
-"""Simulated printer: takes PDF and JPEG, finishes each job after a short delay.
+"""The ``--simulate`` printer: an emulated IPP Everywhere printer in-process on 127.0.0.1,
+driven by the real IPP backend (:mod:`agent.drivers.printer.ipp_backend`).
 
-Replaced by the emulated IPP printer driven through the real IPP backend (issue 4).
+Backend options (``[drivers.sim-printer]``): ``job_seconds`` (time a job takes, default
+0.05), ``poll_interval`` (status polls while idle, default 30).
 """
 
 from __future__ import annotations
 
-import itertools
-import time
+from typing import ClassVar
 
 from agent.domain.device import DeviceDescriptor, DeviceFamily
-from agent.domain.printer import (
-    PrintDocument,
-    PrinterCapabilities,
-    PrinterState,
-    PrinterStatus,
-    PrintJobState,
-    PrintJobStatus,
-)
-from agent.drivers.base import Device, Printer
-from agent.errors import NotFoundError
-from agent.simulator.base import SimulatedDeviceMixin, SingleDeviceBackend
+from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext
+from agent.drivers.printer.ipp_backend import DEFAULT_POLL_INTERVAL, IppPrinter
+from agent.errors import ConfigError
+from agent.simulator.ipp_printer import EmulatedIppPrinter
 
 
-class SimulatedPrinter(SimulatedDeviceMixin, Printer):
-    job_poll_interval = 0.02
-    job_seconds = 0.05
+class SimulatedPrinterBackend(DeviceBackend):
+    name: ClassVar[str] = "sim-printer"
+    family: ClassVar[DeviceFamily] = DeviceFamily.PRINTER
 
-    def __init__(self, descriptor: DeviceDescriptor, ctx: object) -> None:
-        super().__init__(descriptor, ctx)  # type: ignore[arg-type]
-        self._counters = {"pages_printed": 0}
-        self._ids = itertools.count(1)
-        self._jobs: dict[str, tuple[float, bool]] = {}
+    def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
+        super().__init__(ctx, options)
+        job_seconds = options.get("job_seconds", 0.05)
+        poll_interval = options.get("poll_interval", DEFAULT_POLL_INTERVAL)
+        for key, value in (("job_seconds", job_seconds), ("poll_interval", poll_interval)):
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"drivers.sim-printer.{key} must be a non-negative number")
+        self.emulator = EmulatedIppPrinter(job_seconds=float(job_seconds))
+        self._poll_interval = float(poll_interval) or DEFAULT_POLL_INTERVAL
+        self.device: IppPrinter | None = None
 
-    def printer_capabilities(self) -> PrinterCapabilities:
-        return PrinterCapabilities(("application/pdf", "image/jpeg"), media=("iso_a4_210x297mm",), max_copies=99)
+    async def start(self) -> None:
+        await self.emulator.start()
+        descriptor = DeviceDescriptor(
+            family=self.family, backend=self.name, stable_key="sim-0", name=self.emulator.name,
+            vendor="centre-devices", model="Emulated IPP Everywhere", serial="SIM0001",
+            connection="simulated", address=self.emulator.uri)
+        self.device = IppPrinter(descriptor, self._ctx, self.emulator.uri, poll_interval=self._poll_interval)
+        self._ctx.device_found(self.device)
 
-    async def printer_status(self) -> PrinterStatus:
-        return PrinterStatus(PrinterState.IDLE)
-
-    async def submit(self, document: PrintDocument) -> str:
-        job_id = str(next(self._ids))
-        self._jobs[job_id] = (time.monotonic(), False)
-        return job_id
-
-    async def job_status(self, printer_job_id: str) -> PrintJobStatus:
-        try:
-            started, cancelled = self._jobs[printer_job_id]
-        except KeyError:
-            raise NotFoundError(f"printer has no job {printer_job_id}") from None
-        if cancelled:
-            return PrintJobStatus(PrintJobState.CANCELLED, printer_job_id)
-        if time.monotonic() - started >= self.job_seconds:
-            if self._jobs.pop(printer_job_id, None):
-                self._counters["pages_printed"] += 1
-            return PrintJobStatus(PrintJobState.COMPLETED, printer_job_id, pages_printed=1)
-        return PrintJobStatus(PrintJobState.PROCESSING, printer_job_id)
-
-    async def cancel(self, printer_job_id: str) -> None:
-        if printer_job_id in self._jobs:
-            self._jobs[printer_job_id] = (self._jobs[printer_job_id][0], True)
-
-
-class SimulatedPrinterBackend(SingleDeviceBackend):
-    name = "sim-printer"
-    family = DeviceFamily.PRINTER
-    device_name = "Simulated printer"
-
-    def make_device(self, descriptor: DeviceDescriptor) -> Device:
-        return SimulatedPrinter(descriptor, self._ctx)
+    async def stop(self) -> None:
+        device, self.device = self.device, None
+        if device is not None:
+            await device.close()
+        await self.emulator.stop()

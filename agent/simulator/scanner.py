@@ -1,58 +1,47 @@
-"""Simulated scanner producing synthetic JPEG pages.
+"""The ``--simulate`` scanner: the eSCL emulator in-process on 127.0.0.1, driven by the real
+eSCL backend, so a simulated scan runs the same client code as a network scanner.
 
-Replaced by the eSCL scanner emulator driven through the real eSCL backend (issue 3).
+Options (``[drivers.sim-scanner]``): ``sheets`` (pages in the emulated feeder, default 10,
+reloaded after every feeder job so demos keep working).
 """
 
 from __future__ import annotations
 
-import asyncio
-import io
-from collections.abc import AsyncIterator
+from typing import ClassVar
 
-from agent.domain.device import DeviceDescriptor, DeviceFamily
-from agent.domain.scanner import (
-    ColorMode,
-    PageFormat,
-    ScannedPage,
-    ScannerCapabilities,
-    ScanSettings,
-    ScanSource,
-)
-from agent.drivers.base import Device, Scanner
-from agent.simulator.base import SimulatedDeviceMixin, SingleDeviceBackend
+from agent.domain.device import DeviceFamily
+from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext
+from agent.drivers.scanner.escl import EsclScanner
+from agent.drivers.scanner.escl_discovery import probe_escl
+from agent.simulator.escl_scanner import EmulatorState, EsclEmulator
 
 
-class SimulatedScanner(SimulatedDeviceMixin, Scanner):
-    features = frozenset({"adf"})
-    adf_sheets = 3
+class SimulatedScannerBackend(DeviceBackend):
+    name: ClassVar[str] = "sim-scanner"
+    family: ClassVar[DeviceFamily] = DeviceFamily.SCANNER
 
-    def scanner_capabilities(self) -> ScannerCapabilities:
-        return ScannerCapabilities((ScanSource.FLATBED, ScanSource.ADF), (75, 150, 300),
-                                   (ColorMode.COLOR, ColorMode.GRAY), 215.9, 297.0)
+    def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
+        super().__init__(ctx, options)
+        sheets = int(options.get("sheets", 10))
+        self.emulator = EsclEmulator(
+            EmulatorState(
+                name="Simulated eSCL scanner",
+                uuid="00000000-0000-4000-8000-5ca11e500001",
+                sheets=sheets,
+                reload_sheets=sheets,
+            )
+        )
+        self.device: EsclScanner | None = None
 
-    async def scan(self, settings: ScanSettings) -> AsyncIterator[ScannedPage]:
-        from PIL import Image
+    async def start(self) -> None:
+        await self.emulator.start()
+        self.device = await probe_escl(
+            self._ctx, self.emulator.url, backend=self.name, connection="simulated", stable_key="sim-0"
+        )
+        self._ctx.device_found(self.device)
 
-        pages = 1 if settings.source is ScanSource.FLATBED else self.adf_sheets
-        width = int(settings.width_mm / 25.4 * settings.resolution)
-        height = int(settings.height_mm / 25.4 * settings.resolution)
-        for index in range(pages):
-            await asyncio.sleep(0.01)
-            buf = io.BytesIO()
-            mode = "L" if settings.color_mode is not ColorMode.COLOR else "RGB"
-            Image.new(mode, (width, height), 230).save(buf, "JPEG", quality=80, dpi=(settings.resolution,) * 2)
-            self._counters["pages_scanned"] = self._counters.get("pages_scanned", 0) + 1
-            yield ScannedPage(index, PageFormat.JPEG, buf.getvalue(), width, height, settings.resolution)
-
-    def __init__(self, descriptor: DeviceDescriptor, ctx: object) -> None:
-        super().__init__(descriptor, ctx)  # type: ignore[arg-type]
-        self._counters = {"pages_scanned": 0}
-
-
-class SimulatedScannerBackend(SingleDeviceBackend):
-    name = "sim-scanner"
-    family = DeviceFamily.SCANNER
-    device_name = "Simulated scanner"
-
-    def make_device(self, descriptor: DeviceDescriptor) -> Device:
-        return SimulatedScanner(descriptor, self._ctx)
+    async def stop(self) -> None:
+        if self.device is not None:
+            await self.device.close()
+            self.device = None
+        await self.emulator.stop()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from google.protobuf.descriptor import ServiceDescriptor
 
@@ -14,6 +13,7 @@ from agent.api.call import CallInfo
 from agent.api.services.targeting import exclusive, shared
 from agent.core.jobs import new_job_id
 from agent.core.runtime import AgentRuntime
+from agent.documents.pdf_stream import PdfStreamWriter
 from agent.domain.device import DeviceFamily
 from agent.domain.scanner import ScannedPage, ScannerCapabilities, ScanSettings
 from agent.drivers.base import Scanner
@@ -69,7 +69,9 @@ class ScannerServiceCore:
             validate_settings(settings, scanner.scanner_capabilities())
             job_id = new_job_id("scan")
             cancel = self._cancels[job_id] = asyncio.Event()
-            pages: list[ScannedPage] = []
+            # The PDF is written page by page as the pages arrive (agent.documents.pdf_stream):
+            # memory stays flat however many pages the feeder holds, and no page is kept.
+            writer = PdfStreamWriter() if request.pdf else None
             count = 0
             try:
                 yield _status(job_id, pb.JOB_STATE_RUNNING, 0)
@@ -83,8 +85,12 @@ class ScannerServiceCore:
                             yield pb.ScanUpdate(job_id=job_id, page=pb.ScannedPage(
                                 index=page.index, mime_type=page.format.value, data=page.data, width=page.width,
                                 height=page.height, resolution=page.resolution))
-                        if request.pdf:
-                            pages.append(page)
+                        if writer is not None:
+                            parts = await asyncio.get_running_loop().run_in_executor(
+                                self._rt.executor, _pdf_page, writer, page)
+                            del page
+                            for chunk in _pdf_messages(parts):
+                                yield pb.ScanUpdate(job_id=job_id, pdf_chunk=chunk)
             except OperationCancelledError:
                 yield _status(job_id, pb.JOB_STATE_CANCELLED, count, "CANCELLED", "cancelled by a client")
                 return
@@ -96,12 +102,10 @@ class ScannerServiceCore:
                 self._cancels.pop(job_id, None)
             digest = ""
             size = 0
-            if request.pdf and pages:
-                pdf = await asyncio.get_running_loop().run_in_executor(self._rt.executor, _pdf, pages)
-                pages.clear()
-                digest, size = hashlib.sha256(pdf).hexdigest(), len(pdf)
-                for offset in range(0, size, PDF_CHUNK):
-                    yield pb.ScanUpdate(job_id=job_id, pdf_chunk=pdf[offset:offset + PDF_CHUNK])
+            if writer is not None and writer.pages:
+                for chunk in _pdf_messages(writer.finish()):
+                    yield pb.ScanUpdate(job_id=job_id, pdf_chunk=chunk)
+                digest, size = writer.sha256, writer.size
             yield _status(job_id, pb.JOB_STATE_DONE, count)
             yield pb.ScanUpdate(job_id=job_id, completed=pb.ScanCompleted(pages=count, sha256=digest, pdf_size=size))
 
@@ -110,6 +114,12 @@ class ScannerServiceCore:
         waiter = asyncio.ensure_future(cancel.wait())
         try:
             await asyncio.wait({nxt, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # the call went away: stop the driver's scan inside its own task, else the generator
+            # stays suspended there (device busy, job left open on the scanner)
+            nxt.cancel()
+            await asyncio.gather(nxt, return_exceptions=True)
+            raise
         finally:
             waiter.cancel()
         if nxt.done():
@@ -119,9 +129,24 @@ class ScannerServiceCore:
         raise OperationCancelledError("scan cancelled")
 
 
-def _pdf(pages: list[ScannedPage]) -> bytes:
-    import img2pdf
+def _pdf_page(writer: PdfStreamWriter, page: ScannedPage) -> list[bytes]:
+    """The PDF bytes for one page (the file header comes with the first). Runs in the executor:
+    JPEG pages are passed through, others are Flate-compressed."""
+    head = [] if writer.pages else writer.begin()
+    return head + writer.add_page(page)
 
-    images = [p.data for p in pages]
-    layout = img2pdf.get_fixed_dpi_layout_fun((pages[0].resolution, pages[0].resolution))
-    return bytes(img2pdf.convert(images, layout_fun=layout))
+
+def _pdf_messages(parts: list[bytes]) -> Iterator[bytes]:
+    """Regroup the writer's pieces into messages of at most PDF_CHUNK bytes, in order."""
+    pending = bytearray()
+    for part in parts:
+        view = memoryview(part)
+        while view:
+            take = PDF_CHUNK - len(pending)
+            pending += view[:take]
+            view = view[take:]
+            if len(pending) == PDF_CHUNK:
+                yield bytes(pending)
+                pending.clear()
+    if pending:
+        yield bytes(pending)

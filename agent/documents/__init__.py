@@ -1,0 +1,1 @@
+"""Documents built from device output (scanned PDFs)."""

@@ -1,0 +1,1 @@
+"""Document scanners: SANE (USB) and eSCL (network) backends behind one Scanner interface."""
