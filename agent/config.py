@@ -54,11 +54,33 @@ class IdCardSection:
 
 
 @dataclass(frozen=True)
+class UplinkSection:
+    """Health reporting to centre-gateway. Off while ``gateway`` is empty."""
+
+    gateway: str = ""  # HOST:PORT of centre-gateway
+    token: str = ""  # static fleet token (until the PC is enrolled with a client certificate)
+    agent_id: str = ""  # defaults to the machine id
+    province: str = ""  # province code, e.g. "HN"
+    centre: str = ""  # centre code
+    ca_file: str = ""  # PEM bundle to verify the gateway; "" = plaintext (loopback test setups only)
+    heartbeat_seconds: float = 60.0
+    diff_seconds: float = 10.0
+    snapshot_seconds: float = 4 * 3600.0
+    first_delay_max_seconds: float = 90.0  # random first delay: a fleet restarting at once spreads out
+    outbox_max_bytes: int = 8 * 1024 * 1024
+    outbox_max_age_seconds: float = 7 * 24 * 3600.0
+
+    def __repr__(self) -> str:
+        return f"UplinkSection(gateway={self.gateway!r}, centre={self.centre!r}, token=<redacted>)"
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     agent: AgentSection = field(default_factory=AgentSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     discovery: DiscoverySection = field(default_factory=DiscoverySection)
     idcard: IdCardSection = field(default_factory=IdCardSection)
+    uplink: UplinkSection = field(default_factory=UplinkSection)
     # one table per backend: [drivers.<backend>] with ``enabled`` and backend options
     drivers: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = ""  # file the config came from ("" = defaults)
@@ -74,9 +96,12 @@ class AgentConfig:
         return hashlib.sha256(blob).hexdigest()
 
 
+_SECRET_FIELDS = frozenset({"source", "token"})
+
+
 def _plain(obj: Any) -> Any:
     if is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj) if f.name != "source"}
+        return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj) if f.name not in _SECRET_FIELDS}
     return obj
 
 

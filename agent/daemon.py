@@ -19,6 +19,8 @@ from agent.api.services.scanner import ScannerServiceCore
 from agent.config import AgentConfig, check_loopback_address
 from agent.core.runtime import AgentRuntime
 from agent.systemd_notify import notify_service_manager
+from agent.uplink.service import Uplink
+from agent.uplink.wiring import build_uplink
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +30,12 @@ class RunningAgent:
     runtime: AgentRuntime
     server: GrpcServer
     listen: dict[str, str] = field(default_factory=dict)
+    uplink: Uplink | None = None
 
     async def stop(self) -> None:
         await self.server.stop(self.runtime.config.agent.shutdown_grace_seconds)
+        if self.uplink is not None:
+            await self.uplink.stop()
         await self.runtime.stop()
 
 
@@ -53,11 +58,15 @@ async def start_agent(config: AgentConfig, simulate: bool = False) -> RunningAge
         listen["metrics"] = f"{host}:{runtime.metrics.serve(host, port)}"
     runtime.metrics.leases.set_function(lambda: runtime.leases.held)
     runtime.metrics.event_clients.set_function(lambda: runtime.bus.subscriber_count)
+    uplink = build_uplink(runtime)
     await runtime.start()
     await server.start()
+    if uplink is not None:
+        uplink.start()
+        listen["uplink"] = config.uplink.gateway
     log.info("centre-agent %s serving on %s%s", runtime.version,
              ", ".join(f"{k}={v}" for k, v in listen.items()), " (simulated devices)" if simulate else "")
-    return RunningAgent(runtime, server, listen)
+    return RunningAgent(runtime, server, listen, uplink)
 
 
 async def run_agent(config: AgentConfig, simulate: bool = False) -> None:

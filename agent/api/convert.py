@@ -78,21 +78,13 @@ def device_pb(info: d.DeviceInfo, state_since: float = 0.0) -> cpb.Device:
     return msg
 
 
-def is_cccd_qr(text: str) -> bool:
-    """Whether a barcode's text parses as the QR code on a CCCD's face."""
-    from agent.drivers.idcard.qr import parse_cccd_qr
-    from agent.errors import DataFormatError
-
-    try:
-        parse_cccd_qr(text)
-    except DataFormatError:
-        return False
-    return True
-
-
 def barcode_pb(event: Event) -> dpb.BarcodeScanned:
+    from agent.drivers.idcard.qr import is_cccd_qr
+
     text = event.payload.decode("utf-8", errors="replace")
-    return dpb.BarcodeScanned(text=text, symbology=event.attributes.get("symbology", ""), cccd_qr=is_cccd_qr(text))
+    flagged = event.attributes.get("cccd_qr")
+    cccd = flagged == "true" if flagged is not None else is_cccd_qr(text)
+    return dpb.BarcodeScanned(text=text, symbology=event.attributes.get("symbology", ""), cccd_qr=cccd)
 
 
 def event_pb(event: Event) -> dpb.Event:

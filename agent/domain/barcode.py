@@ -15,3 +15,4 @@ class BarcodeScan:
 
     def __repr__(self) -> str:
         return f"BarcodeScan(<{len(self.text)} chars redacted>)"
+

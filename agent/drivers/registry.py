@@ -22,6 +22,13 @@ BACKENDS: dict[str, str] = {
     "ipp": "agent.drivers.printer.ipp_backend:IppBackend",
     "cups": "agent.drivers.printer.cups_backend:CupsBackend",
     "escpos": "agent.drivers.printer.escpos_backend:EscposBackend",
+    # fingerprint sensors
+    "libfprint": "agent.drivers.fingerprint.libfprint_backend:LibfprintBackend",
+    "zfm": "agent.drivers.fingerprint.zfm_backend:ZfmBackend",
+    "vendor-sdk": "agent.drivers.fingerprint.vendor_sdk:VendorSdkBackend",
+    # barcode / QR scanners
+    "evdev": "agent.drivers.barcode.evdev_backend:EvdevBarcodeBackend",
+    "serial-barcode": "agent.drivers.barcode.serial_backend:SerialBarcodeBackend",
     # simulated devices (``centre-agent run --simulate``)
     "sim-idcard": "agent.simulator.idcard:SimulatedIdCardBackend",
     "sim-fingerprint": "agent.simulator.fingerprint:SimulatedFingerprintBackend",

@@ -1,78 +1,130 @@
-"""Simulated fingerprint sensor: a synthetic ridge image per press.
+"""Simulated fingerprint sensor: libfprint's ``virtual_image`` driver through the real backend.
 
-Replaced by libfprint's virtual_image driven through the real libfprint backend (issue 5).
+The agent's own :class:`~agent.drivers.fingerprint.libfprint_backend.LibfprintBackend`
+opens libfprint's virtual image device; whenever the sensor asks for a finger, this
+simulator presses a real sample print (NIST images, as shipped with libfprint's
+examples) onto its socket, so enrolment, NBIS matching, retries and cancellation
+are libfprint's own.
+
+Options (``[drivers.sim-fingerprint]``): ``prints_dir`` (default
+``$CENTRE_FINGERPRINT_PRINTS`` or the sample prints in ``agent/simulator/prints``),
+``enroll_print`` (``whorl``) and ``match_print`` (``whorl``; ``tented_arch`` shows a
+rejection).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import math
+import contextlib
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
-from agent.domain.device import DeviceDescriptor, DeviceFamily
+from agent.domain.device import DeviceDescriptor
 from agent.domain.fingerprint import (
     EnrollProgress,
-    FingerprintCapabilities,
     FingerprintImage,
     FingerprintTemplate,
     IdentifyResult,
     MatchResult,
-    TemplateFormat,
 )
-from agent.drivers.base import Device, FingerprintSensor
-from agent.errors import DataFormatError
-from agent.simulator.base import SimulatedDeviceMixin, SingleDeviceBackend
-
-_W, _H = 160, 200
-
-
-def _ridges(finger: int) -> bytes:
-    return bytes(int(127 + 120 * math.sin((x * 0.3 + y * 0.2) + finger)) for y in range(_H) for x in range(_W))
+from agent.drivers.base import BackendOptions, DriverContext
+from agent.drivers.fingerprint.glib_thread import GLibThread
+from agent.drivers.fingerprint.libfprint_backend import LibfprintBackend, LibfprintSensor
+from agent.errors import ConfigError, DeviceUnavailableError
+from agent.simulator.virtual_image import VirtualImageFinger, print_frame
 
 
-class SimulatedFingerprintSensor(SimulatedDeviceMixin, FingerprintSensor):
-    features = frozenset({"capture", "identify"})
-    finger = 1  # which synthetic finger the next press shows
+def default_prints_dir() -> Path:
+    """``$CENTRE_FINGERPRINT_PRINTS``, else the sample prints shipped with the package."""
+    override = os.environ.get("CENTRE_FINGERPRINT_PRINTS")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parent / "prints"
 
-    def fingerprint_capabilities(self) -> FingerprintCapabilities:
-        return FingerprintCapabilities((TemplateFormat.VENDOR,), enroll_stages=3, can_capture_image=True,
-                                       can_identify=True, image_width=_W, image_height=_H)
+
+class SimulatedFingerprintSensor(LibfprintSensor):
+    """A libfprint virtual_image sensor with a simulated finger on it."""
+
+    def __init__(self, descriptor: DeviceDescriptor, ctx: DriverContext, glib: GLibThread, fpdev: Any,
+                 finger: VirtualImageFinger, frames: dict[str, bytes], enroll_print: str,
+                 match_print: str) -> None:
+        super().__init__(descriptor, ctx, glib, fpdev)
+        self._finger = finger
+        self._frames = frames
+        #: which sample print (file stem in the prints folder) enrolment and matching press
+        self.enroll_print = enroll_print
+        self.match_print = match_print
+        self._next = match_print
+        self._presses: set[asyncio.Task[None]] = set()
+
+    def finger_status_changed(self, status: str) -> None:
+        super().finger_status_changed(status)
+        frame = self._frames.get(self._next)
+        if status == "needed" and frame is not None:
+            task = asyncio.ensure_future(self._finger.send(frame))
+            self._presses.add(task)
+            task.add_done_callback(self._pressed)
+
+    def _pressed(self, task: asyncio.Task[None]) -> None:
+        self._presses.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._ctx.logger.warning("sim-fingerprint: could not press the sample print")
 
     async def capture(self, timeout: float) -> FingerprintImage:
-        await asyncio.sleep(0.01)
-        return FingerprintImage(_W, _H, _ridges(self.finger), quality=80)
+        self._next = self.match_print
+        return await super().capture(timeout)
 
-    def _template(self) -> FingerprintTemplate:
-        return FingerprintTemplate(TemplateFormat.VENDOR, b"SIMF" + hashlib.sha256(_ridges(self.finger)).digest())
-
-    async def enroll(self, on_progress: Callable[[EnrollProgress], None], timeout: float) -> FingerprintTemplate:
-        for stage in range(1, 4):
-            await asyncio.sleep(0.01)
-            on_progress(EnrollProgress(stage, 3))
-        return self._template()
-
-    def _check(self, template: FingerprintTemplate) -> None:
-        if template.format is not TemplateFormat.VENDOR or not template.data.startswith(b"SIMF") \
-                or len(template.data) != 36:
-            raise DataFormatError("template is not a simulator template")
+    async def enroll(self, on_progress: Callable[[EnrollProgress], None], timeout: float
+                     ) -> FingerprintTemplate:
+        self._next = self.enroll_print
+        return await super().enroll(on_progress, timeout)
 
     async def verify(self, template: FingerprintTemplate, timeout: float) -> MatchResult:
-        self._check(template)
-        await asyncio.sleep(0.01)
-        return MatchResult(template.data == self._template().data)
+        self._next = self.match_print
+        return await super().verify(template, timeout)
 
     async def identify(self, templates: Sequence[FingerprintTemplate], timeout: float) -> IdentifyResult:
-        for t in templates:
-            self._check(t)
-        live = self._template().data
-        return IdentifyResult(next((i for i, t in enumerate(templates) if t.data == live), -1))
+        self._next = self.match_print
+        return await super().identify(templates, timeout)
+
+    async def close(self) -> None:
+        await super().close()
+        for task in list(self._presses):
+            task.cancel()
+        await self._finger.close()
 
 
-class SimulatedFingerprintBackend(SingleDeviceBackend):
+class SimulatedFingerprintBackend(LibfprintBackend):
     name = "sim-fingerprint"
-    family = DeviceFamily.FINGERPRINT
-    device_name = "Simulated fingerprint sensor"
 
-    def make_device(self, descriptor: DeviceDescriptor) -> Device:
-        return SimulatedFingerprintSensor(descriptor, self._ctx)
+    def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="centre-sim-fp-"))
+        folder = Path(str(options.get("prints_dir", ""))) if options.get("prints_dir") else default_prints_dir()
+        self._enroll_print = str(options.get("enroll_print", "whorl"))
+        self._match_print = str(options.get("match_print", "whorl"))
+        try:
+            self._frames = {png.stem: print_frame(png) for png in sorted(folder.glob("*.png"))}
+        except (OSError, ValueError):
+            self._frames = {}
+        if not {self._enroll_print, self._match_print} <= self._frames.keys():
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            message = (f"sim-fingerprint: sample prints not found in {folder} "
+                       "(set prints_dir or CENTRE_FINGERPRINT_PRINTS)")
+            if options.get("prints_dir"):
+                raise ConfigError(message)
+            raise DeviceUnavailableError(message)  # this backend fails alone; the agent runs on
+        self._socket = str(self._socket_dir / "virtual-image.sock")
+        super().__init__(ctx, {"virtual_image_socket": self._socket, "drivers": ["virtual_image"]})
+
+    def make_sensor(self, descriptor: DeviceDescriptor, glib: GLibThread, fpdev: Any) -> LibfprintSensor:
+        return SimulatedFingerprintSensor(descriptor, self._ctx, glib, fpdev, VirtualImageFinger(self._socket),
+                                          self._frames, self._enroll_print, self._match_print)
+
+    async def stop(self) -> None:
+        await super().stop()
+        with contextlib.suppress(OSError):
+            shutil.rmtree(self._socket_dir)

@@ -54,6 +54,7 @@ class AgentProcess:
 def start_agent(tmp: Path, *extra: str, simulate: bool = True, config: Path | None = None,
                 env: dict[str, str] | None = None, timeout: float = 60) -> AgentProcess:
     """Run the agent with its socket and state under ``tmp``; wait for its ready line."""
+    tmp.mkdir(parents=True, exist_ok=True)
     sock = tmp / "agent.sock"
     state = tmp / "state"
     log_path = tmp / "agent.log"

@@ -26,6 +26,15 @@ def _date(value: str, what: str) -> dt.date | None:
         raise DataFormatError(f"CCCD QR {what} is not a calendar date") from exc
 
 
+def is_cccd_qr(payload: str | bytes) -> bool:
+    """Whether ``payload`` parses as the QR code on a CCCD's face."""
+    try:
+        parse_cccd_qr(payload)
+    except DataFormatError:
+        return False
+    return True
+
+
 def parse_cccd_qr(payload: str | bytes) -> CardQrData:
     if isinstance(payload, bytes):
         try:

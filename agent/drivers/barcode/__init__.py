@@ -1,0 +1,1 @@
+"""Barcode / QR scanners: HID keyboard-wedge devices (evdev) and serial scanners (pyserial)."""

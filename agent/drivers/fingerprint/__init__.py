@@ -1,0 +1,1 @@
+"""Fingerprint sensors: libfprint (PyGObject), ZFM UART modules (pyserial), vendor SDKs (ctypes)."""
