@@ -123,7 +123,8 @@ def test_agent_native_modules_load_as_the_service_user() -> None:
 
 def test_gateway_venv_carries_the_project() -> None:
     result = run("/opt/centre-gateway/venv/bin/python", "-c",
-                 "import grpc, psycopg, systemd.daemon, agent.systemd_notify, gateway, centre; print('ok')",
+                 "import grpc, psycopg, systemd.daemon, agent.systemd_notify, gateway.cli, gateway.server, centre; "
+                 "print('ok')",
                  user="centre-gateway")
     assert result.stdout.strip() == "ok", result.stderr
 
@@ -184,3 +185,34 @@ def test_agent_runs_like_its_unit_and_answers_on_its_socket() -> None:
     devices = json.loads("\n".join(lines[:-1]))
     assert {d["family"] for d in devices} == {"idcard", "fingerprint", "scanner", "printer", "barcode"}
     assert lines[-1] == "centre-agent:centre-agent 660"
+
+
+def test_installed_gateway_config_is_valid() -> None:
+    result = run("/opt/centre-gateway/venv/bin/python", "-c",
+                 "from pathlib import Path; from gateway.config import load_config; "
+                 "c = load_config(Path('/etc/centre-gateway/gateway.toml')); print(c.storage_path)",
+                 user="centre-gateway")
+    assert result.stdout.strip() == "/var/lib/centre-gateway/fleet.db", result.stderr
+
+
+def test_gateway_runs_like_its_unit() -> None:
+    """As centre-gateway, READY/WATCHDOG/STOPPING to a socket we own; loopback ports (the shipped config
+    listens on 0.0.0.0 for agents, which CI must not)."""
+    shipped = Path("/etc/centre-gateway/gateway.toml").read_text()
+    local = re.sub(r'^grpc_listen = "[^"]*"', 'grpc_listen = "127.0.0.1:0"', shipped, flags=re.M)
+    local = re.sub(r'^http_listen = "[^"]*"', 'http_listen = "127.0.0.1:0"', local, flags=re.M)
+    config = Path("/etc/centre-gateway/ci-loopback.toml")
+    config.write_text(local)
+    os.chown(config, 0, grp.getgrnam("centre-gateway").gr_gid)
+    config.chmod(0o640)
+    try:
+        result = run(sys.executable, str(CHECKS / "run_like_systemd.py"), "--user", "centre-gateway",
+                     "--runtime-dir", "/run/centre-gateway", "--",
+                     "/opt/centre-gateway/venv/bin/centre-gateway", "run", "--config", str(config))
+    finally:
+        config.unlink()
+    assert result.returncode == 0, result.stdout + result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["messages"][0]["READY"] == "1"
+    assert seen["messages"][0]["STATUS"].startswith("serving grpc=127.0.0.1:")
+    assert Path("/var/lib/centre-gateway/fleet.db").exists()

@@ -161,3 +161,30 @@ def test_agent_daemon_notifies_ready_watchdog_and_stopping(manager: NotifySocket
         log_file.close()
     assert manager.with_key("STOPPING")
     assert manager.snapshot()[-1].fields.get("STOPPING") == "1"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_gateway_notifies_from_its_main_process_only(manager: NotifySocket, tmp_path: Path, workers: int) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[server]\ngrpc_listen = "127.0.0.1:0"\nhttp_listen = "127.0.0.1:0"\nworkers = {workers}\n'
+                      f'[storage]\npath = "{tmp_path / "fleet.db"}"\n')
+    env = {**os.environ, "NOTIFY_SOCKET": manager.address, "WATCHDOG_USEC": "400000", "PYTHONPATH": str(ROOT)}
+    log_file = (tmp_path / "gateway.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file)
+    try:
+        (ready,) = manager.wait_for("READY", timeout=60)
+        assert ready.fields["STATUS"].startswith("serving grpc=127.0.0.1:")
+        assert ready.fields["STATUS"].endswith(f"workers={workers}")
+        manager.wait_for("WATCHDOG", count=3)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log_file.close()
+    manager.wait_for("STOPPING")
+    # the workers inherit NOTIFY_SOCKET; none of them may claim readiness or stop the service
+    assert len(manager.with_key("READY")) == 1
+    assert len(manager.with_key("STOPPING")) == 1
