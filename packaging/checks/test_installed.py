@@ -77,6 +77,8 @@ def test_gateway_user_has_no_device_groups() -> None:
     ("/var/lib/centre-gateway", ("centre-gateway", "centre-gateway", "0o750")),
     ("/lib/systemd/system/centre-gateway.service", ("root", "root", "0o644")),
     ("/opt/centre-gateway/venv/bin/centre-gateway", ("root", "root", "0o755")),
+    ("/usr/share/centre-gateway/prometheus/alerts.yml", ("root", "root", "0o644")),
+    ("/usr/share/centre-gateway/grafana/centre-fleet.json", ("root", "root", "0o644")),
 ])
 def test_owner_and_mode(path: str, expected: tuple[str, str, str]) -> None:
     assert owner_mode(path) == expected

@@ -96,6 +96,10 @@ build_package() {
         copy "$ROOT/packaging/polkit/60-centre-agent.rules" \
             "$stage/usr/share/polkit-1/rules.d/60-centre-agent.rules" 0644
         install -d -m 0755 "$stage/etc/centre-agent/csca"
+    else
+        # monitoring for IT staff: Prometheus alert rules and the Grafana fleet dashboard
+        copy "$ROOT/packaging/prometheus/alerts.yml" "$stage/usr/share/centre-gateway/prometheus/alerts.yml" 0644
+        copy "$ROOT/packaging/grafana/centre-fleet.json" "$stage/usr/share/centre-gateway/grafana/centre-fleet.json" 0644
     fi
 
     step "$pkg: control"
