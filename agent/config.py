@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 from agent.errors import ConfigError
 
@@ -54,6 +55,20 @@ class IdCardSection:
 
 
 @dataclass(frozen=True)
+class WebSection:
+    """The browser listener (Connect and gRPC-Web), loopback only, deny-by-default."""
+
+    listen: str = "127.0.0.1:8765"  # "" = off; loopback only
+    allowed_origins: list[str] = field(default_factory=list)  # portal origins, e.g. "https://portal.example.gov.vn"
+    rate_per_second: float = 20.0  # sustained calls per second per client (token bucket refill)
+    rate_burst: int = 40  # bucket size
+    max_request_bytes: int = 64 * 1024 * 1024  # largest request body (a print job)
+    max_streams_per_client: int = 4  # concurrent server streams per client (the event stream needs one)
+    demo: bool = False  # serve the demo portal under /demo/ (always on with --simulate)
+    demo_dir: str = ""  # directory of the built demo ("" = clients/js/demo of the source tree)
+
+
+@dataclass(frozen=True)
 class UplinkSection:
     """Health reporting to centre-gateway. Off while ``gateway`` is empty."""
 
@@ -80,6 +95,7 @@ class AgentConfig:
     metrics: MetricsSection = field(default_factory=MetricsSection)
     discovery: DiscoverySection = field(default_factory=DiscoverySection)
     idcard: IdCardSection = field(default_factory=IdCardSection)
+    web: WebSection = field(default_factory=WebSection)
     uplink: UplinkSection = field(default_factory=UplinkSection)
     # one table per backend: [drivers.<backend>] with ``enabled`` and backend options
     drivers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -183,11 +199,39 @@ def validate_semantics(config: AgentConfig) -> None:
         raise ConfigError(f"{file}: agent.log_level must be debug, info, warning or error")
     if config.agent.log_format not in ("text", "json"):
         raise ConfigError(f"{file}: agent.log_format must be \"text\" or \"json\"")
+<<<<<<< HEAD
     if config.agent.log_target not in LOG_TARGETS:
         raise ConfigError(f"{file}: agent.log_target must be \"stderr\" or \"journald\"")
     for key, value in (("agent.tcp", config.agent.tcp), ("metrics.listen", config.metrics.listen)):
+=======
+    for key, value in (("agent.tcp", config.agent.tcp), ("metrics.listen", config.metrics.listen),
+                       ("web.listen", config.web.listen)):
+>>>>>>> main
         if value:
             check_loopback_address(value, f"{file}: {key}")
+    for origin in config.web.allowed_origins:
+        if normalize_origin(origin) != origin:
+            raise ConfigError(f"{file}: web.allowed_origins entry {origin!r} must be scheme://host[:port], "
+                              f"e.g. {normalize_origin(origin)!r}")
+    if config.web.rate_per_second <= 0 or config.web.rate_burst < 1:
+        raise ConfigError(f"{file}: web.rate_per_second and web.rate_burst must be positive")
+
+
+def normalize_origin(value: str) -> str:
+    """``scheme://host[:port]`` in lower case, default ports dropped; "" when ``value`` is not an origin."""
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        return ""
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or parts.username or parts.password:
+        return ""
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    default = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 def check_loopback_address(value: str, what: str) -> tuple[str, int]:

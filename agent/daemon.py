@@ -8,6 +8,8 @@ import os
 import signal
 from dataclasses import dataclass, field
 
+from agent.api.attestation import Attestor
+from agent.api.connect_server import ConnectServer
 from agent.api.grpc_server import GrpcServer, ServiceCore
 from agent.api.services.agentinfo import AgentServiceCore
 from agent.api.services.barcode import BarcodeServiceCore
@@ -16,8 +18,9 @@ from agent.api.services.fingerprint import FingerprintServiceCore
 from agent.api.services.idcard import IdCardServiceCore
 from agent.api.services.printer import PrinterServiceCore
 from agent.api.services.scanner import ScannerServiceCore
-from agent.config import AgentConfig, check_loopback_address
+from agent.config import AgentConfig, WebSection, check_loopback_address
 from agent.core.runtime import AgentRuntime
+from agent.errors import ConfigError
 from agent.systemd_notify import notify_service_manager
 from agent.uplink.service import Uplink
 from agent.uplink.wiring import build_uplink
@@ -30,10 +33,14 @@ class RunningAgent:
     runtime: AgentRuntime
     server: GrpcServer
     listen: dict[str, str] = field(default_factory=dict)
+    web: ConnectServer | None = None
     uplink: Uplink | None = None
 
     async def stop(self) -> None:
-        await self.server.stop(self.runtime.config.agent.shutdown_grace_seconds)
+        grace = self.runtime.config.agent.shutdown_grace_seconds
+        if self.web is not None:
+            await self.web.stop(grace)
+        await self.server.stop(grace)
         if self.uplink is not None:
             await self.uplink.stop()
         await self.runtime.stop()
@@ -42,8 +49,9 @@ class RunningAgent:
 async def start_agent(config: AgentConfig, simulate: bool = False) -> RunningAgent:
     runtime = AgentRuntime(config, simulate=simulate)
     listen: dict[str, str] = {}
+    attestor = Attestor(config.agent.state_dir)
     cores: list[ServiceCore] = [
-        DeviceServiceCore(runtime), AgentServiceCore(runtime, listen), IdCardServiceCore(runtime),
+        DeviceServiceCore(runtime), AgentServiceCore(runtime, listen), IdCardServiceCore(runtime, attestor),
         FingerprintServiceCore(runtime), ScannerServiceCore(runtime), PrinterServiceCore(runtime),
         BarcodeServiceCore(runtime)]
     server = GrpcServer(cores, runtime.metrics, config.agent.max_message_bytes)
@@ -53,6 +61,17 @@ async def start_agent(config: AgentConfig, simulate: bool = False) -> RunningAge
     if config.agent.tcp:
         host, port = check_loopback_address(config.agent.tcp, "agent.tcp")
         listen["tcp"] = f"{host}:{server.listen_tcp(host, port)}"
+    web: ConnectServer | None = None
+    if config.web.listen:
+        web = ConnectServer(cores, runtime.metrics, config.web, config.agent.state_dir, demo=simulate)
+        try:
+            listen["web"] = web.listen()
+        except ConfigError:
+            if config.web.listen != WebSection().listen:
+                raise  # an address the operator chose must work
+            # the built-in default port is taken (another agent, a developer's test): run without browsers
+            log.warning("browser listener off: default address %s is in use", config.web.listen)
+            web = None
     if config.metrics.listen:
         host, port = check_loopback_address(config.metrics.listen, "metrics.listen")
         listen["metrics"] = f"{host}:{runtime.metrics.serve(host, port)}"
@@ -61,12 +80,14 @@ async def start_agent(config: AgentConfig, simulate: bool = False) -> RunningAge
     uplink = build_uplink(runtime)
     await runtime.start()
     await server.start()
+    if web is not None:
+        await web.start()
     if uplink is not None:
         uplink.start()
         listen["uplink"] = config.uplink.gateway
     log.info("centre-agent %s serving on %s%s", runtime.version,
              ", ".join(f"{k}={v}" for k, v in listen.items()), " (simulated devices)" if simulate else "")
-    return RunningAgent(runtime, server, listen, uplink)
+    return RunningAgent(runtime, server, listen, web, uplink)
 
 
 async def run_agent(config: AgentConfig, simulate: bool = False) -> None:

@@ -24,6 +24,8 @@ class CallInfo:
     peer: str = ""
     origin: str = ""
     done: asyncio.Event = field(default_factory=asyncio.Event, compare=False)
+    #: devices the call resolved to (an empty DeviceRef means "the only one"): for audit lines
+    targets: list[str] = field(default_factory=list, compare=False)
 
 
 def client_id_from(metadata_value: str | None, fallback: str) -> str:

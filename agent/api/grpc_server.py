@@ -7,6 +7,7 @@ mapping of agent errors to status codes (:mod:`agent.api.status`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -24,7 +25,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from agent.api import status
+from agent.api import audit, status
 from agent.api.call import CLIENT_ID_KEY, CallInfo, client_id_from
 from agent.errors import AgentError, ConfigError, InvalidRequestError
 from agent.metrics import AgentMetrics
@@ -65,13 +66,31 @@ def _parse(request_cls: Any, raw: bytes, limit: int) -> Any:
         raise InvalidRequestError("request is not a valid protobuf message") from None
 
 
+#: Read-only queries are not audited (clients poll them); every device operation is.
+UNAUDITED = frozenset({"ListDevices", "GetDevice", "GetVersion", "GetHealth", "GetConfigSummary",
+                       "GetScannerCapabilities", "GetPrinterCapabilities", "GetFingerprintCapabilities",
+                       "GetPrinterStatus", "ListPrintJobs", "ParseCardQr"})
+
+
+def _audit(name: str, request: Any, call: CallInfo | None, outcome: str, started: float) -> None:
+    if name in UNAUDITED or call is None:
+        return
+    audit.record(operation=name, client_id=call.client_id, origin=call.origin, transport=call.transport,
+                 outcome=outcome, device_id=audit.target_of(request, call.targets),
+                 peer=call.peer, duration=time.perf_counter() - started)
+
+
 def _unary(name: str, impl: Callable[[Any, CallInfo], Awaitable[Any]], request_cls: Any, limit: int,
            metrics: AgentMetrics) -> Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
     async def behavior(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         started = time.perf_counter()
         outcome = "OK"
+        request: Any = None
+        call: CallInfo | None = None
         try:
-            return await impl(_parse(request_cls, raw, limit), call_info(context))
+            call = call_info(context)
+            request = _parse(request_cls, raw, limit)
+            return await impl(request, call)
         except AgentError as exc:
             outcome = status.status_for(exc).name
             await _fail(context, exc)
@@ -82,15 +101,21 @@ def _unary(name: str, impl: Callable[[Any, CallInfo], Awaitable[Any]], request_c
         finally:
             metrics.operations.labels(name, outcome).inc()
             metrics.latency.labels(name).observe(time.perf_counter() - started)
+            _audit(name, request, call, outcome, started)
     return behavior
 
 
 def _streaming(name: str, impl: Callable[[Any, CallInfo], AsyncIterator[Any]], request_cls: Any, limit: int,
                metrics: AgentMetrics) -> Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]:
     async def behavior(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        started = time.perf_counter()
         outcome = "OK"
+        request: Any = None
+        call: CallInfo | None = None
         try:
-            stream_impl = impl(_parse(request_cls, raw, limit), call_info(context))
+            call = call_info(context)
+            request = _parse(request_cls, raw, limit)
+            stream_impl = impl(request, call)
             async with contextlib.aclosing(stream_impl) as stream:  # type: ignore[type-var]
                 async for item in stream:
                     yield item
@@ -101,8 +126,12 @@ def _streaming(name: str, impl: Callable[[Any, CallInfo], AsyncIterator[Any]], r
             outcome = "INTERNAL"
             log.exception("%s failed", name)
             await context.abort(grpc.StatusCode.INTERNAL, "INTERNAL: internal error (see agent log)")
+        except asyncio.CancelledError:
+            outcome = "CANCELLED"  # the client went away mid-stream
+            raise
         finally:
             metrics.operations.labels(name, outcome).inc()
+            _audit(name, request, call, outcome, started)
     return behavior
 
 

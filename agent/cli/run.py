@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--tcp", help="also listen on this loopback HOST:PORT (overrides agent.tcp)")
     p.add_argument("--state-dir", help="state directory (overrides agent.state_dir)")
     p.add_argument("--metrics", help="metrics HOST:PORT, '' to disable (overrides metrics.listen)")
+    p.add_argument("--web", help="browser listener HOST:PORT, '' to disable (overrides web.listen)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="add a portal origin to web.allowed_origins (repeatable)")
     p.add_argument("--csca", help="directory of trusted CSCA certificates (overrides idcard.csca_dir)")
     p.add_argument("--simulate", action="store_true", help="load an emulated device of every family")
     p.set_defaults(handler=cmd_run)
@@ -39,6 +42,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, agent=agent_section)
         if args.metrics is not None:
             config = dataclasses.replace(config, metrics=dataclasses.replace(config.metrics, listen=args.metrics))
+        if args.web is not None or args.allow_origin:
+            web = config.web
+            if args.web is not None:
+                web = dataclasses.replace(web, listen=args.web)
+            web = dataclasses.replace(web, allowed_origins=[*web.allowed_origins, *args.allow_origin])
+            config = dataclasses.replace(config, web=web)
         if args.csca is not None:
             config = dataclasses.replace(config, idcard=dataclasses.replace(config.idcard, csca_dir=args.csca))
         from agent.config import validate_semantics

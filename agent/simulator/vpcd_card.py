@@ -196,7 +196,12 @@ class VpcdCardBridge:
             self._drop_after = int(words[1])
             self._say("armed")
         elif verb == "stats":
-            self._say("stats " + json.dumps(dict(self._stats), sort_keys=True))
+            stats = dict(self._stats)
+            for name in ("mismatches", "sessions"):  # a recorded card's own counters
+                value = getattr(self._card, name, None)
+                if isinstance(value, int):
+                    stats[name] = value
+            self._say("stats " + json.dumps(stats, sort_keys=True))
         elif verb == "quit":
             self._running = False
         else:
@@ -275,6 +280,10 @@ class _ReplayableCard:
 
 def build_card(args: argparse.Namespace) -> VirtualCard:
     """The card the command line asks for: an emulator profile with changes, or a factory."""
+    if args.replay:
+        from agent.simulator.replay_card import RecordedCard
+
+        return RecordedCard.from_file(Path(args.replay))
     if args.card_factory:
         module_name, _, attr = args.card_factory.partition(":")
         factory = getattr(importlib.import_module(module_name), attr)
@@ -322,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=("cccd", "passport"), default="cccd")
     parser.add_argument("--card", dest="card_factory", default=None,
                         help="module:callable returning a card object instead of a profile")
+    parser.add_argument("--replay", default=None, metavar="FILE",
+                        help="answer from a recorded session (agent.simulator.replay_card) instead")
     parser.add_argument("--no-pace", action="store_true", help="offer BAC only (no EF.CardAccess)")
     parser.add_argument("--pace", action="append", metavar="CIPHER[:PARAM_ID]",
                         help="offer PACE with this cipher (3DES, AES-128...) and domain parameter id")

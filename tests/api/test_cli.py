@@ -87,3 +87,9 @@ def test_metrics_page_has_bounded_labels_and_no_personal_data(agent: AgentProces
     for secret in (card["full_name"], card["id_number"], card["document_number"]):
         assert secret not in page
         assert secret not in agent.log()
+    # native calls are audited: who, what, which device, outcome
+    audit_lines = [line for line in agent.log().splitlines() if "audit operation=ReadCard" in line]
+    assert audit_lines
+    assert "client_id=centre-agent-cli" in audit_lines[-1]
+    assert f"device_id={card['device_id']}" in audit_lines[-1]
+    assert "outcome=OK" in audit_lines[-1]

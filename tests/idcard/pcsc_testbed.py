@@ -33,6 +33,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.support.agent_process import AgentProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FRIENDLY_NAME = "Centre Test PCD"
@@ -306,3 +310,17 @@ def wait_for_card(reader: str, *, present: bool = True, timeout: float = 10.0) -
             state = event_state & ~scard.SCARD_STATE_CHANGED
     finally:
         scard.SCardReleaseContext(context)
+
+
+def start_pcsc_agent(tmp: Path, csca_dir: Path | None = None) -> AgentProcess:
+    """``centre-agent run`` with only the ``pcsc`` backend (no ``--simulate``), state under ``tmp``.
+
+    The agent inherits ``PCSCLITE_CSOCK_NAME`` from this process, so it talks to the pcscd of
+    :class:`PcscdPeer`; start that first. Stop the agent with ``AgentProcess.stop()``.
+    """
+    from tests.support.agent_process import start_agent
+
+    config = tmp / "agent.toml"
+    idcard = f'[idcard]\ncsca_dir = "{csca_dir}"\n\n' if csca_dir is not None else ""
+    config.write_text(f"{idcard}[drivers.pcsc]\nenabled = true\n")
+    return start_agent(tmp, simulate=False, config=config)

@@ -17,8 +17,8 @@ import pytest
 from agent.drivers.idcard import mrz
 from agent.simulator.emrtd import sample_cccd
 from agent.simulator.emrtd.profiles import SAMPLE_ID
-from tests.idcard.pcsc_testbed import REPO_ROOT, PcscdPeer, VpcdCardProcess, wait_for_card
-from tests.support.agent_process import AgentProcess, start_agent
+from tests.idcard.pcsc_testbed import REPO_ROOT, PcscdPeer, VpcdCardProcess, start_pcsc_agent, wait_for_card
+from tests.support.agent_process import AgentProcess
 
 KEY = mrz.parse(sample_cccd().mrz).key()
 
@@ -27,10 +27,8 @@ KEY = mrz.parse(sample_cccd().mrz).key()
 def pcsc_agent(running_pcscd: PcscdPeer, tmp_path: Path) -> Iterator[tuple[AgentProcess, Path]]:
     csca = tmp_path / "csca"
     csca.mkdir()
-    config = tmp_path / "agent.toml"
-    config.write_text(f'[idcard]\ncsca_dir = "{csca}"\n\n[drivers.pcsc]\nenabled = true\n')
     # The agent inherits PCSCLITE_CSOCK_NAME from this process: it talks to our pcscd.
-    agent = start_agent(tmp_path, simulate=False, config=config)
+    agent = start_pcsc_agent(tmp_path, csca)
     try:
         yield agent, csca
     finally:

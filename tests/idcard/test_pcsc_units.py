@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -226,3 +228,26 @@ async def test_transport_stops_when_cancelled() -> None:
     with pytest.raises(OperationCancelledError):
         await transport.transmit(bytes.fromhex("00A4000C"))
     assert len(connection.sent) == 1
+
+
+def test_a_worker_thread_keeps_one_event_loop_and_closes_it_when_it_ends() -> None:
+    import gc
+    import threading
+
+    from agent.drivers.idcard.reader import _worker_loop
+
+    seen: list[object] = []
+
+    def work() -> None:
+        first = _worker_loop()
+        assert first.run_until_complete(asyncio.sleep(0, "done")) == "done"
+        seen.extend([first, _worker_loop()])
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    gc.collect()
+    loop = seen[0]
+    assert seen[1] is loop
+    assert isinstance(loop, asyncio.AbstractEventLoop)
+    assert loop.is_closed()

@@ -23,7 +23,7 @@ class BarcodeServiceCore:
         self._rt = runtime
 
     async def WatchScans(self, request: pb.WatchScansRequest, call: CallInfo) -> AsyncIterator[dpb.BarcodeScanned]:
-        device_id = resolve(self._rt, request.device, DeviceFamily.BARCODE) if request.device.device_id else ""
+        device_id = resolve(self._rt, request.device, DeviceFamily.BARCODE, call) if request.device.device_id else ""
 
         def accepts(event: Event) -> bool:
             return event.kind is EventKind.BARCODE_SCANNED and (not device_id or event.device_id == device_id)

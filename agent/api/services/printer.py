@@ -53,7 +53,7 @@ class PrinterServiceCore:
             raise InvalidRequestError(f"mime_type must be one of {', '.join(FORMATS)}")
         if request.copies > 999 or len(request.name) > 255 or len(request.request_id) > 128:
             raise InvalidRequestError("copies, name or request_id out of range")
-        device_id = resolve(self._rt, request.device, DeviceFamily.PRINTER)
+        device_id = resolve(self._rt, request.device, DeviceFamily.PRINTER, call)
         self._rt.leases.check(device_id, call.client_id, request.device.lease_id)
         document = PrintDocument(data=bytes(request.document), mime_type=request.mime_type,
                                  name=request.name or "document", copies=request.copies or 1,

@@ -16,17 +16,20 @@ from centre.agent.v1 import common_pb2 as cpb
 D = TypeVar("D", bound=Device)
 
 
-def resolve(rt: AgentRuntime, ref: cpb.DeviceRef, family: DeviceFamily) -> str:
+def resolve(rt: AgentRuntime, ref: cpb.DeviceRef, family: DeviceFamily, call: CallInfo | None = None) -> str:
     if len(ref.lease_id) > 128:
         raise InvalidRequestError("lease_id longer than 128 characters")
-    return rt.registry.resolve(ref.device_id, family)
+    device_id = rt.registry.resolve(ref.device_id, family)
+    if call is not None:
+        call.targets.append(device_id)
+    return device_id
 
 
 @contextlib.asynccontextmanager
 async def exclusive(rt: AgentRuntime, ref: cpb.DeviceRef, family: DeviceFamily, kind: type[D],
                     call: CallInfo) -> AsyncIterator[tuple[str, D]]:
     """The device, held for one operation under the caller's lease (explicit or implicit)."""
-    device_id = resolve(rt, ref, family)
+    device_id = resolve(rt, ref, family, call)
     async with rt.leases.operation(device_id, call.client_id, ref.lease_id):
         device = rt.registry.device(device_id, family)
         if not isinstance(device, kind):
@@ -37,7 +40,7 @@ async def exclusive(rt: AgentRuntime, ref: cpb.DeviceRef, family: DeviceFamily, 
 def shared(rt: AgentRuntime, ref: cpb.DeviceRef, family: DeviceFamily, kind: type[D],
            call: CallInfo) -> tuple[str, D]:
     """The device for a read-only query (capabilities, status): lease checked, not taken."""
-    device_id = resolve(rt, ref, family)
+    device_id = resolve(rt, ref, family, call)
     rt.leases.check(device_id, call.client_id, ref.lease_id)
     device = rt.registry.device(device_id, family)
     if not isinstance(device, kind):

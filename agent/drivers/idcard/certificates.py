@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from agent.drivers.idcard.signatures import verify_certificate
+from agent.drivers.idcard.signatures import PublicKey, verify_certificate
 from agent.errors import DataFormatError, NotSupportedError
 
 
@@ -77,6 +78,17 @@ class Certificate:
             raise
         except Exception as exc:  # asn1crypto raises ValueError/TypeError/KeyError...
             raise DataFormatError("not an X.509 certificate") from exc
+
+    def public_key(self) -> PublicKey | None:
+        """The subject's key from the already parsed certificate, or None when only the slow
+        path (asn1crypto, explicit curve parameters...) can produce it."""
+        if self.fast is None:
+            return None
+        try:
+            key = self.fast.public_key()
+        except (ValueError, UnsupportedAlgorithm):
+            return None
+        return key if isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey) else None
 
     def valid_at(self, when: dt.datetime) -> bool:
         return self.not_before <= when <= self.not_after

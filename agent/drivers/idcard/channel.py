@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent.drivers.idcard.apdu import CommandApdu, ResponseApdu
-from agent.drivers.idcard.secure_messaging import SecureMessaging
+from agent.drivers.idcard.secure_messaging import DeferredResponse, SecureMessaging
 from agent.drivers.idcard.transport import CardTransport
 
 
@@ -29,6 +29,17 @@ class CardChannel:
         if self.sm is not None:
             return self.sm.unprotect(answer)
         return ResponseApdu.parse(answer)
+
+    async def send_later(self, cmd: CommandApdu, *, extended: bool = False) -> DeferredResponse | ResponseApdu:
+        """Like :meth:`send`, but under secure messaging the answer's MAC check and decryption
+        may be left to :meth:`DeferredResponse.finish` (see ``SecureMessaging.unprotect_later``)."""
+        sm = self.sm
+        if sm is None:
+            return await self.send(cmd, extended=extended)
+        raw = sm.protect(cmd, extended)
+        self.apdu_count += 1
+        answer = await self.transport.transmit(raw)
+        return sm.unprotect_later(answer)
 
     async def send_plain(self, cmd: CommandApdu) -> ResponseApdu:
         """Send without SM even if a channel exists (only before access control)."""

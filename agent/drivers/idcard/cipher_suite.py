@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import threading
 from dataclasses import dataclass
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
@@ -50,12 +51,12 @@ def des3_key(key: bytes) -> bytes:
     return key
 
 
+#: Every byte with its low bit set for odd parity (DES keys).
+_ODD_PARITY = bytes((b & 0xFE) | (bin(b & 0xFE).count("1") % 2 == 0) for b in range(256))
+
+
 def adjust_des_parity(key: bytes) -> bytes:
-    out = bytearray()
-    for b in key:
-        high = b & 0xFE
-        out.append(high | (bin(high).count("1") % 2 == 0))
-    return bytes(out)
+    return key.translate(_ODD_PARITY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,14 +148,23 @@ class SessionCiphers:
         self.suite = suite
         if suite.kind is CipherKind.DES3:
             zero = modes.CBC(bytes(8))
-            self._cbc: Cipher[modes.CBC] | None = Cipher(TripleDES(des3_key(enc_key)), zero)
-            self._mac_head = Cipher(TripleDES(des3_key(mac_key[:8])), zero)
-            self._mac_tail = Cipher(TripleDES(des3_key(mac_key[:16])), modes.ECB())  # noqa: S305 - one block
+            self._des3_enc = TripleDES(des3_key(enc_key))
+            self._cbc: Cipher[modes.CBC] | None = Cipher(self._des3_enc, zero)
+            self._mac_chain = Cipher(TripleDES(des3_key(mac_key[:8])), zero)  # single DES with K1
+            # The output transformation, one block each: decrypt with K2, encrypt with K1. ECB
+            # contexts keep no state between blocks, so one of each serves the whole session
+            # (under a lock: a deferred response may be checked in another thread).
+            ecb = modes.ECB()  # noqa: S305 - single blocks of the MAC's final step
+            self._mac_k2 = Cipher(TripleDES(des3_key(mac_key[8:16])), ecb).decryptor()
+            self._mac_k1 = Cipher(TripleDES(des3_key(mac_key[:8])), ecb).encryptor()
+            self._block_lock = threading.Lock()
         else:
             self._cbc = None
             self._aes = algorithms.AES(enc_key)
-            self._ecb = Cipher(self._aes, modes.ECB())  # noqa: S305 - the SM IV is E(KSenc, SSC)
+            # The SM IV is E(KSenc, SSC): one block, so one stateless ECB context serves them all.
+            self._ecb = Cipher(self._aes, modes.ECB()).encryptor()  # noqa: S305 - single blocks
             self._cmac = cmac.CMAC(algorithms.AES(mac_key))
+            self._block_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"SessionCiphers({self.suite.kind.value}, <keys redacted>)"
@@ -167,8 +177,8 @@ class SessionCiphers:
     def iv(self, ssc: bytes) -> bytes:
         if self._cbc is not None:
             return bytes(8)
-        enc = self._ecb.encryptor()
-        return enc.update(ssc) + enc.finalize()
+        with self._block_lock:
+            return self._ecb.update(ssc)
 
     def encrypt(self, data: bytes, iv: bytes) -> bytes:
         enc = self._cipher(iv).encryptor()
@@ -180,16 +190,24 @@ class SessionCiphers:
         dec = self._cipher(iv).decryptor()
         return dec.update(data) + dec.finalize()
 
+    def decrypt_block(self, block: bytes, previous: bytes) -> bytes:
+        """One CBC step: the plaintext of cipher block ``block`` that followed ``previous``
+        (the preceding cipher block, or the IV for the first block)."""
+        if self._cbc is not None:
+            cipher: Cipher[modes.CBC] = Cipher(self._des3_enc, modes.CBC(previous))
+        else:
+            cipher = Cipher(self._aes, modes.CBC(previous))
+        dec = cipher.decryptor()
+        return dec.update(block) + dec.finalize()
+
     def mac(self, padded: bytes) -> bytes:
         if self._cbc is None:
             c = self._cmac.copy()
             c.update(padded)
             return c.finalize()[:8]
-        head, last = padded[:-8], padded[-8:]
-        chain = bytes(8)
-        if head:
-            enc = self._mac_head.encryptor()
-            chain = (enc.update(head) + enc.finalize())[-8:]
-        x = bytes(a ^ b for a, b in zip(last, chain, strict=True))
-        enc = self._mac_tail.encryptor()
-        return enc.update(x) + enc.finalize()
+        # ISO/IEC 9797-1 MAC algorithm 3: CBC over every block with K1, in one pass, then
+        # E(K1, D(K2, last CBC block)).
+        enc = self._mac_chain.encryptor()
+        chained = enc.update(padded)[-8:]
+        with self._block_lock:
+            return self._mac_k1.update(self._mac_k2.update(chained))

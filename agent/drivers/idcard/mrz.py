@@ -29,8 +29,16 @@ def char_value(c: str) -> int:
     raise DataFormatError("MRZ contains a character outside 0-9 A-Z <")
 
 
+#: The values of the MRZ alphabet, looked up before falling back to :func:`char_value`.
+_CHAR_VALUES = {**{chr(48 + d): d for d in range(10)}, **{chr(65 + i): 10 + i for i in range(26)}, "<": 0}
+
+
 def check_digit(field: str) -> str:
-    return str(sum(char_value(c) * _WEIGHTS[i % 3] for i, c in enumerate(field)) % 10)
+    total = 0
+    for i, c in enumerate(field):
+        value = _CHAR_VALUES.get(c)
+        total += (char_value(c) if value is None else value) * _WEIGHTS[i % 3]
+    return str(total % 10)
 
 
 def _verify(field: str, digit: str, what: str) -> None:

@@ -9,11 +9,13 @@ Offsets beyond 0x7FFF use READ BINARY with odd INS (B1) and an offset object '54
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.drivers.idcard import tlv
 from agent.drivers.idcard.apdu import SW_END_OF_FILE, SW_FILE_NOT_FOUND, SW_OK, CommandApdu, describe_sw
 from agent.drivers.idcard.channel import CardChannel
+from agent.drivers.idcard.secure_messaging import DeferredResponse
 from agent.errors import DataFormatError, DeviceProtocolError
 
 EMRTD_AID = bytes.fromhex("A0000002471001")
@@ -24,6 +26,8 @@ MAX_FILE_SIZE = 1 << 20
 #: the secure-messaging overhead within a 65536-byte response).
 MAX_EXTENDED_CHUNK = 0xFF00
 _FIRST_CHUNK_EXTENDED = 0xDF  # first read: header + as much as a short answer carries anyway
+#: Smallest closing chunk whose check and decryption are worth handing to another thread.
+_DEFER_MIN = 1024
 _NO_SFI_SWS = frozenset({0x6A86, 0x6B00, 0x6981, 0x6A81, 0x6986})
 
 
@@ -89,6 +93,19 @@ class FileReader:
 
     async def read(self, ef: ElementaryFile) -> bytes | None:
         """The whole content of ``ef``, or None when the card has no such file."""
+        pending = await self.read_later(ef)
+        return pending.finish() if pending is not None else None
+
+    async def read_later(self, ef: ElementaryFile, *, while_waiting: Callable[[], object] | None = None
+                         ) -> PendingContent | None:
+        """Read ``ef`` like :meth:`read`, but leave the secure-messaging check and decryption of
+        a closing extended-length chunk to :meth:`PendingContent.finish`, which may run in
+        another thread while the next commands go to the card. Until then that chunk is
+        unverified; nothing is taken from it but its status word and length.
+
+        ``while_waiting`` is called just before that closing chunk is asked for: the longest
+        wait of a read, so work started then (in another thread) costs the exchange nothing.
+        """
         first_len = _FIRST_CHUNK_EXTENDED if self.use_extended else self._chunk_limit()
         data, sw = await self._read_binary(0, first_len, sfi=ef.sfi)
         if sw in _NO_SFI_SWS:
@@ -120,7 +137,19 @@ class FileReader:
                 want = min(remaining, MAX_EXTENDED_CHUNK)
             else:
                 want = min(remaining, self._chunk_limit(len(content)))
-            chunk, sw = await self._read_binary(len(content), want)
+            if want == remaining >= _DEFER_MIN and self.use_extended and len(content) <= 0x7FFF:
+                if while_waiting is not None:
+                    while_waiting()
+                    while_waiting = None
+                answer = await self.channel.send_later(
+                    CommandApdu(0x00, 0xB0, len(content) >> 8, len(content) & 0xFF, le=want), extended=True)
+                if isinstance(answer, DeferredResponse):
+                    if answer.sw == SW_OK and answer.length == want:
+                        return PendingContent(bytes(content), answer)
+                    answer = answer.finish()  # a short or failed answer: handled below, as ever
+                chunk, sw = answer.data, answer.sw
+            else:
+                chunk, sw = await self._read_binary(len(content), want)
             if sw == 0x6700 and self.use_extended:
                 self.use_extended = False  # the reader or card refused extended length after all
                 continue
@@ -129,4 +158,22 @@ class FileReader:
             if not chunk or (sw == SW_END_OF_FILE and len(chunk) < want):
                 raise DataFormatError(f"{ef.name} is shorter than its length header")
             content += chunk[:remaining]
-        return bytes(content)
+        return PendingContent(bytes(content), None)
+
+
+class PendingContent:
+    """A file's content, possibly with a closing chunk still to be verified and decrypted."""
+
+    def __init__(self, head: bytes, tail: DeferredResponse | None) -> None:
+        self._head = head
+        self._tail = tail
+
+    def __repr__(self) -> str:
+        return f"PendingContent(len={len(self._head) + (self._tail.length if self._tail else 0)})"
+
+    def finish(self) -> bytes:
+        """The whole content. Raises DeviceProtocolError when the closing chunk's MAC does not
+        verify (as the read itself would have). Thread-safe."""
+        if self._tail is None:
+            return self._head
+        return self._head + self._tail.finish().data

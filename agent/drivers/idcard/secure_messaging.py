@@ -39,20 +39,21 @@ class SecureMessaging:
 
     # -- shared pieces --------------------------------------------------------------------------
 
-    def _ssc_bytes(self) -> bytes:
-        return (self.ssc % (1 << (8 * self.suite.block_size))).to_bytes(self.suite.block_size, "big")
+    def _ssc_bytes(self, ssc: int | None = None) -> bytes:
+        value = self.ssc if ssc is None else ssc
+        return (value % (1 << (8 * self.suite.block_size))).to_bytes(self.suite.block_size, "big")
 
-    def _iv(self) -> bytes:
-        return self._ciphers.iv(self._ssc_bytes())
+    def _iv(self, ssc: int | None = None) -> bytes:
+        return self._ciphers.iv(self._ssc_bytes(ssc))
 
-    def _mac(self, data: bytes) -> bytes:
-        return self._ciphers.mac(pad(self._ssc_bytes() + data, self.suite.block_size))
+    def _mac(self, data: bytes, ssc: int | None = None) -> bytes:
+        return self._ciphers.mac(pad(self._ssc_bytes(ssc) + data, self.suite.block_size))
 
     def _encrypt(self, data: bytes) -> bytes:
         return self._ciphers.encrypt(pad(data, self.suite.block_size), self._iv())
 
-    def _decrypt(self, data: bytes) -> bytes:
-        return unpad(self._ciphers.decrypt(data, self._iv()))
+    def _decrypt(self, data: bytes, ssc: int | None = None) -> bytes:
+        return unpad(self._ciphers.decrypt(data, self._iv(ssc)))
 
     def _data_object(self, ins: int, data: bytes) -> bytes:
         if not data:
@@ -61,12 +62,16 @@ class SecureMessaging:
             return tlv.encode(0x85, self._encrypt(data))
         return tlv.encode(0x87, b"\x01" + self._encrypt(data))
 
-    def _read_data_object(self, item: tlv.Tlv) -> bytes:
+    def _read_data_object(self, item: tlv.Tlv, ssc: int | None = None) -> bytes:
+        return self._decrypt(self._cryptogram(item), ssc)
+
+    @staticmethod
+    def _cryptogram(item: tlv.Tlv) -> bytes:
         if item.tag == 0x87:
             if not item.value or item.value[0] != 0x01:
                 raise DeviceProtocolError("secure messaging: unknown padding indicator")
-            return self._decrypt(item.value[1:])
-        return self._decrypt(item.value)
+            return item.value[1:]
+        return item.value
 
     # -- terminal side ----------------------------------------------------------------------------
 
@@ -91,6 +96,40 @@ class SecureMessaging:
         """Check and decrypt a protected response. A bare status word (an SM error
         reported by the card) comes back as is, with no data."""
         self.ssc += 1
+        return self._unprotect(raw, self.ssc)
+
+    def unprotect_later(self, raw: bytes) -> DeferredResponse | ResponseApdu:
+        """Like :meth:`unprotect`, with the MAC check and the decryption left for later.
+
+        The send sequence counter moves on now, so the next command can go out at once; the
+        status word and the plaintext length are read ahead (the length by decrypting the last
+        cipher block only) and are provisional until :meth:`DeferredResponse.finish` has
+        verified the MAC. Responses that do not have the plain '87' '99' '8E' shape are
+        unprotected right away, as by :meth:`unprotect`.
+        """
+        self.ssc += 1
+        ssc = self.ssc
+        response = ResponseApdu.parse(raw)
+        try:
+            items = tlv.parse_all(response.data) if response.data else []
+        except DataFormatError:
+            items = []
+        tags = [item.tag for item in items]
+        if tags != [0x87, 0x99, 0x8E] or len(items[1].value) != 2:
+            return self._unprotect(raw, ssc)
+        cryptogram = items[0].value[1:] if items[0].value[:1] == b"\x01" else b""
+        block = self.suite.block_size
+        if not cryptogram or len(cryptogram) % block:
+            return self._unprotect(raw, ssc)
+        previous = cryptogram[-2 * block:-block] if len(cryptogram) > block else self._iv(ssc)
+        last = self._ciphers.decrypt_block(cryptogram[-block:], previous)
+        stripped = last.rstrip(b"\x00")
+        if not stripped or stripped[-1] != 0x80:
+            return self._unprotect(raw, ssc)  # bad padding: let the MAC check speak first
+        length = len(cryptogram) - block + len(stripped) - 1
+        return DeferredResponse(self, raw, ssc, int.from_bytes(items[1].value, "big"), length)
+
+    def _unprotect(self, raw: bytes, ssc: int) -> ResponseApdu:
         response = ResponseApdu.parse(raw)
         if not response.data:
             return response
@@ -102,12 +141,12 @@ class SecureMessaging:
         if mac_item is None or items[-1].tag != 0x8E:
             raise DeviceProtocolError("secure messaging: response carries no MAC")
         covered = b"".join(tlv.encode(i.tag, i.value) for i in items if i.tag in (0x87, 0x85, 0x99))
-        if not hmac.compare_digest(self._mac(covered), mac_item.value):
+        if not hmac.compare_digest(self._mac(covered, ssc), mac_item.value):
             raise DeviceProtocolError("secure messaging: response MAC does not verify")
         sw_item = tlv.find(items, 0x99)
         sw = int.from_bytes(sw_item.value, "big") if sw_item and len(sw_item.value) == 2 else response.sw
         data_item = tlv.find(items, 0x87) or tlv.find(items, 0x85)
-        data = self._read_data_object(data_item) if data_item else b""
+        data = self._read_data_object(data_item, ssc) if data_item else b""
         return ResponseApdu(data, sw)
 
     # -- card side (emulator) ---------------------------------------------------------------------
@@ -142,3 +181,26 @@ class SecureMessaging:
         body = self._data_object(ins, data) + b"\x99\x02" + sw.to_bytes(2, "big")
         body += b"\x8e\x08" + self._mac(body)
         return body + sw.to_bytes(2, "big")
+
+
+class DeferredResponse:
+    """A protected response whose MAC check and decryption are still to come (see
+    :meth:`SecureMessaging.unprotect_later`). ``sw`` and ``length`` are read ahead and
+    provisional; :meth:`finish` (thread-safe: it only reads the session keys) verifies and
+    decrypts exactly as :meth:`SecureMessaging.unprotect` would have."""
+
+    def __init__(self, sm: SecureMessaging, raw: bytes, ssc: int, sw: int, length: int) -> None:
+        self._sm = sm
+        self._raw = raw
+        self._ssc = ssc
+        self.sw = sw
+        self.length = length
+
+    def __repr__(self) -> str:
+        return f"DeferredResponse(len={self.length}, sw={self.sw:04X})"
+
+    def finish(self) -> ResponseApdu:
+        response = self._sm._unprotect(self._raw, self._ssc)
+        if response.sw != self.sw or len(response.data) != self.length:
+            raise DeviceProtocolError("secure messaging: response differs from its read-ahead")
+        return response

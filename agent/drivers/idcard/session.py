@@ -6,7 +6,12 @@ else BAC), the data groups, and every authenticity check.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from agent.domain.idcard import (
     AccessKey,
@@ -29,15 +34,61 @@ from agent.drivers.idcard.dg13 import Dg13, parse_dg13
 from agent.drivers.idcard.face import parse_dg2
 from agent.drivers.idcard.mrz import Mrz, parse_yymmdd, validate_key
 from agent.drivers.idcard.pace import perform_pace
-from agent.drivers.idcard.reading import EF_CARD_ACCESS, EF_COM, EF_SOD, FileReader, data_group_file
+from agent.drivers.idcard.reading import (
+    EF_CARD_ACCESS,
+    EF_COM,
+    EF_SOD,
+    FileReader,
+    PendingContent,
+    data_group_file,
+)
 from agent.drivers.idcard.security_infos import PaceInfo, SecurityInfos, parse_security_infos
 from agent.drivers.idcard.transport import CardTransport
 from agent.drivers.idcard.trust_store import TrustStore
-from agent.drivers.idcard.verification import CheckResult, passive_authentication
+from agent.drivers.idcard.verification import CheckResult, SodCheck, check_sod, passive_verdict
 from agent.errors import DataFormatError, DeviceProtocolError, NotSupportedError
 
 #: Data groups read when the card lists them (DG3/DG4 need terminal authentication).
 READ_GROUPS = (1, 2, 13, 14, 15)
+
+T = TypeVar("T")
+
+#: EF.SOD's signature and chain, DG2's secure-messaging check and decryption and the DG2/DG13
+#: parsers run here while the card is busy with later commands (the exchange itself waits in
+#: pcscd or the card with the GIL released). Pure CPU work on immutable bytes; two threads for
+#: the whole process.
+_VERIFY_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="idcard-verify")
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome(Generic[T]):
+    """A background step's value or exception (never left for asyncio to log)."""
+
+    value: T | None
+    error: Exception | None
+
+    def get(self) -> T:
+        if self.error is not None:
+            raise self.error
+        assert self.value is not None
+        return self.value
+
+
+def _attempt(fn: Callable[..., T], *args: object) -> _Outcome[T]:
+    try:
+        return _Outcome(fn(*args), None)
+    except Exception as exc:  # handed back to the session, which decides what it means
+        return _Outcome(None, exc)
+
+
+def _finish_face(pending: PendingContent) -> tuple[bytes, _Outcome[FaceImage]]:
+    """DG2's closing chunk verified and decrypted (errors propagate), then parsed."""
+    dg2 = pending.finish()
+    return dg2, _attempt(parse_dg2, dg2)
+
+
+def _in_background(fn: Callable[..., T], *args: object) -> asyncio.Future[_Outcome[T]]:
+    return asyncio.get_running_loop().run_in_executor(_VERIFY_POOL, _attempt, fn, *args)
 
 
 async def _card_access(channel: CardChannel) -> SecurityInfos | None:
@@ -157,10 +208,29 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
             await _open(channel, files, key, pace_info)
 
     sod_raw = await files.read(EF_SOD)
+    # Background work is timed to the long waits on the card: the Python-heavy parts hold the
+    # GIL, and a reply that comes back meanwhile would wait for them. EF.SOD's check starts
+    # when DG2's bulk is asked for (or before AA when there is none), the DG13 parser before
+    # AA; DG2's own check and decryption (C code) from its arrival on.
+    sod_check: asyncio.Future[_Outcome[SodCheck]] | None = None
+
+    def start_sod_check() -> None:
+        nonlocal sod_check
+        if sod_check is None:
+            sod_check = _in_background(check_sod, sod_raw, trust, now)
+
+    face_read: asyncio.Future[_Outcome[tuple[bytes, _Outcome[FaceImage]]]] | None = None
     for number in READ_GROUPS:
         if number == 14 or (number not in com.data_groups and number != 1):
             continue
         if number == 2 and not options.include_face:
+            continue
+        if number == 2:
+            # The face is most of the bytes: its secure-messaging check and decryption run in
+            # the background with its parser, while DG13, DG15 and AA go to the card.
+            pending = await files.read_later(data_group_file(number), while_waiting=start_sod_check)
+            if pending is not None:
+                face_read = _in_background(_finish_face, pending)
             continue
         content = await files.read(data_group_file(number))
         if content is not None:
@@ -169,27 +239,33 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
         raise DeviceProtocolError("the card has no DG1")
 
     mrz = lds.parse_dg1(groups[1])  # without the MRZ there is no document to report
-    # A DG13 or face the parser cannot read does not hide the rest of the card: the read is
-    # reported with a note (and passive authentication still judges the bytes).
-    dg13: Dg13 | None = None
-    if 13 in groups:
-        try:
-            dg13 = parse_dg13(groups[13])
-        except DataFormatError:
-            details.append("DG13 could not be parsed")
-    face: FaceImage | None = None
-    if 2 in groups:
-        try:
-            face = parse_dg2(groups[2])
-        except DataFormatError:
-            details.append("DG2 face could not be parsed")
+    start_sod_check()
+    dg13_parse = _in_background(parse_dg13, groups[13]) if 13 in groups else None
 
     if options.active_authentication:
         active = await active_authentication(channel, groups.get(15),
                                              dg14_infos.active_auth_signature_oid if dg14_infos else None)
     else:
         active = CheckResult(Verdict.NOT_SUPPORTED, ["active authentication not requested"])
-    passive = passive_authentication(sod_raw, groups, trust, now)
+
+    # A DG13 or face the parser cannot read does not hide the rest of the card: the read is
+    # reported with a note (and passive authentication still judges the bytes).
+    dg13: Dg13 | None = None
+    if dg13_parse is not None:
+        try:
+            dg13 = (await dg13_parse).get()
+        except DataFormatError:
+            details.append("DG13 could not be parsed")
+    face: FaceImage | None = None
+    if face_read is not None:
+        dg2, parsed_face = (await face_read).get()  # a DG2 answer that fails its MAC fails the read
+        groups[2] = dg2
+        try:
+            face = parsed_face.get()
+        except DataFormatError:
+            details.append("DG2 face could not be parsed")
+    assert sod_check is not None
+    passive = passive_verdict((await sod_check).get(), groups)
 
     details += [f"passive: {d}" for d in passive.details]
     details += [f"active: {d}" for d in active.details]

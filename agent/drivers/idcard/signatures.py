@@ -93,9 +93,11 @@ def signed_attributes_der(signer: cms.SignerInfo) -> bytes:
     return b"\x31" + encoded[1:]
 
 
-def signed_content_verifies(signer: cms.SignerInfo, signer_cert: x509.Certificate, content: bytes) -> bool:
+def signed_content_verifies(signer: cms.SignerInfo, signer_cert: x509.Certificate, content: bytes, *,
+                            key: PublicKey | None = None) -> bool:
     """The CMS signer's messageDigest matches ``content`` and its signature over the signed
-    attributes verifies with ``signer_cert``'s key."""
+    attributes verifies with ``signer_cert``'s key (``key``, when the caller has already
+    parsed it out of that very certificate)."""
     digest_name = signer["digest_algorithm"]["algorithm"].native
     h = hashlib.new(hash_algorithm(digest_name).name, content).digest()
     message_digest = None
@@ -104,5 +106,5 @@ def signed_content_verifies(signer: cms.SignerInfo, signer_cert: x509.Certificat
             message_digest = attr["values"][0].native
     if message_digest != h:
         return False
-    return verify(certificate_key(signer_cert), signer["signature_algorithm"], digest_name,
+    return verify(key or certificate_key(signer_cert), signer["signature_algorithm"], digest_name,
                   signer["signature"].native, signed_attributes_der(signer))

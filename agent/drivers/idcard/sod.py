@@ -64,7 +64,8 @@ def parse_sod(data: bytes) -> Sod:
         if encap["content_type"].dotted != ID_LDS_SECURITY_OBJECT:
             raise DataFormatError("EF.SOD does not carry an LDSSecurityObject")
         content = encap["content"]
-        raw = content.parsed.dump() if isinstance(content, core.ParsableOctetString) else content.native
+        # The octets as they are (parsing them generically only to dump them again costs time).
+        raw = content.contents if isinstance(content, core.ParsableOctetString) else content.native
         if not isinstance(raw, bytes):
             raise DataFormatError("EF.SOD LDSSecurityObject is missing")
         lds = LdsSecurityObject.load(raw, strict=True)
