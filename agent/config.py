@@ -199,14 +199,10 @@ def validate_semantics(config: AgentConfig) -> None:
         raise ConfigError(f"{file}: agent.log_level must be debug, info, warning or error")
     if config.agent.log_format not in ("text", "json"):
         raise ConfigError(f"{file}: agent.log_format must be \"text\" or \"json\"")
-<<<<<<< HEAD
     if config.agent.log_target not in LOG_TARGETS:
         raise ConfigError(f"{file}: agent.log_target must be \"stderr\" or \"journald\"")
-    for key, value in (("agent.tcp", config.agent.tcp), ("metrics.listen", config.metrics.listen)):
-=======
     for key, value in (("agent.tcp", config.agent.tcp), ("metrics.listen", config.metrics.listen),
                        ("web.listen", config.web.listen)):
->>>>>>> main
         if value:
             check_loopback_address(value, f"{file}: {key}")
     for origin in config.web.allowed_origins:
