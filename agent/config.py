@@ -20,6 +20,7 @@ from agent.errors import ConfigError
 
 DEFAULT_SOCKET = "/run/centre-agent/agent.sock"
 DEFAULT_STATE_DIR = "/var/lib/centre-agent"
+LOG_TARGETS = ("stderr", "journald")
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class AgentSection:
     tcp: str = ""  # "127.0.0.1:PORT" to also listen on loopback TCP; "" = off
     state_dir: str = DEFAULT_STATE_DIR
     log_level: str = "info"
-    log_format: str = "text"  # "text" or "json"
+    log_format: str = "text"  # "text" or "json" (for log_target = "stderr")
+    log_target: str = "stderr"  # "stderr", or "journald" for structured journal fields (DEVICE_ID, OUTCOME...)
     debounce_seconds: float = 2.0  # a device must be lost this long before it is reported gone
     default_lease_seconds: float = 60.0
     max_lease_seconds: float = 3600.0
@@ -198,6 +200,8 @@ def validate_semantics(config: AgentConfig) -> None:
         raise ConfigError(f"{file}: agent.log_level must be debug, info, warning or error")
     if config.agent.log_format not in ("text", "json"):
         raise ConfigError(f"{file}: agent.log_format must be \"text\" or \"json\"")
+    if config.agent.log_target not in LOG_TARGETS:
+        raise ConfigError(f"{file}: agent.log_target must be \"stderr\" or \"journald\"")
     for key, value in (("agent.tcp", config.agent.tcp), ("metrics.listen", config.metrics.listen),
                        ("web.listen", config.web.listen)):
         if value:

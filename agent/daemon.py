@@ -23,6 +23,7 @@ from agent.core.runtime import AgentRuntime
 from agent.errors import ConfigError
 from agent.provisioning.discovery import Advertiser, default_advert
 from agent.provisioning.identity import IdentityStore
+from agent.systemd_notify import notify_service_manager
 from agent.uplink.service import Uplink
 from agent.uplink.wiring import build_uplink
 
@@ -125,7 +126,8 @@ async def run_agent(config: AgentConfig, simulate: bool = False) -> None:
     print(f"centre-agent ready pid={os.getpid()} " + " ".join(f"{k}={v}" for k, v in agent.listen.items()),
           flush=True)
     try:
-        await stop.wait()
+        async with notify_service_manager("serving " + " ".join(f"{k}={v}" for k, v in agent.listen.items())):
+            await stop.wait()
     finally:
         log.info("stopping")
         await agent.stop()

@@ -1,4 +1,4 @@
-"""Structured logging to stderr (journald picks it up), with a redaction rule.
+"""Structured logging to stderr or journald (``agent.log_target``), with a redaction rule.
 
 Drivers and the core never log personal data in the first place; the redaction
 filter is the safety net: digit runs as long as an ID number, MRZ-like lines and
@@ -65,18 +65,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False)
 
 
-def setup_logging(level: str = "info", fmt: str = "text") -> None:
+def setup_logging(level: str = "info", fmt: str = "text", target: str = "stderr",
+                  identifier: str = "centre-agent") -> None:
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RedactingFilter())
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    handler: logging.Handler
+    if target == "journald":
+        from agent.journal import StructuredJournalHandler  # systemd-python only when asked for
+
+        # journald records time, level and unit itself: no timestamp formatting here
+        handler = StructuredJournalHandler(identifier)
     else:
-        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        formatter.converter = time.gmtime
-        handler.setFormatter(formatter)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.addFilter(RedactingFilter())
+        if fmt == "json":
+            handler.setFormatter(JsonFormatter())
+        else:
+            formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            formatter.converter = time.gmtime
+            handler.setFormatter(formatter)
     root.addHandler(handler)
     root.setLevel(level.upper())
     for noisy in ("grpc", "asyncio", "zeroconf", "httpx", "httpcore", "uvicorn.access"):

@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 
 from agent.errors import AgentError, ConfigError
+from agent.systemd_notify import notify_service_manager
 from centre.gateway.v1 import fleet_pb2, fleet_pb2_grpc, reporting_pb2
 from gateway import provision_cli
 from gateway.config import GatewayConfig, load_config
@@ -88,7 +89,11 @@ async def _serve(config: GatewayConfig, config_path: Path | None, worker: int, g
             if gateway.enroll_port else ""
         print(f"centre-gateway: ready grpc={host}:{gateway.grpc_port} http={http_host}:{gateway.http_port} "
               f"storage={gateway.store.name} workers={config.workers}{enroll}", flush=True)
-        await stop.wait()
+        # READY/WATCHDOG/STOPPING for systemd (Type=notify); workers inherit NOTIFY_SOCKET but only the
+        # main process may talk to systemd (NotifyAccess=main)
+        async with notify_service_manager(f"serving grpc={host}:{gateway.grpc_port} workers={config.workers}",
+                                          environ=None if worker == 0 else {}):
+            await stop.wait()
     finally:
         for proc in workers:
             proc.send_signal(signal.SIGTERM)

@@ -53,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from agent.config import validate_semantics
 
         validate_semantics(config)
-        setup_logging(config.agent.log_level, config.agent.log_format)
+        setup_logging(config.agent.log_level, config.agent.log_format, config.agent.log_target)
         asyncio.run(run_agent(config, simulate=args.simulate))
     except ConfigError as exc:
         print(f"centre-agent: {exc.message}", file=sys.stderr)
