@@ -88,7 +88,7 @@ build_package() {
     ln -s "$venv_final/bin/$pkg" "$stage/usr/bin/$pkg"
     copy "$ROOT/packaging/systemd/$pkg.service" "$stage/lib/systemd/system/$pkg.service" 0644
     copy "$config_src" "$stage/etc/$pkg/$config_name" 0640
-    copy "$ROOT/packaging/README.md" "$stage/usr/share/doc/$pkg/README.md" 0644
+    copy "$ROOT/README.md" "$stage/usr/share/doc/$pkg/README.md" 0644
     printf 'centre-devices %s\n\nLicense: Apache-2.0 (see /usr/share/common-licenses/Apache-2.0).\n' "$UPSTREAM" \
         > "$stage/usr/share/doc/$pkg/copyright"
     if [ "$pkg" = centre-agent ]; then
