@@ -18,11 +18,18 @@ async def test_printer_found_by_dns_sd_and_lost_when_it_leaves(mdns: MdnsStack, 
         await backend.start()
 
         def ours() -> list[IppPrinter]:
-            return [d for d in ctx.found if isinstance(d, IppPrinter) and f":{peer.port}/" in d.uri]
+            """The devices currently handed over for this printer (a later hand-over of the same
+            stable key replaces the earlier object, as the driver contract says)."""
+            latest: dict[str, IppPrinter] = {}
+            for d in ctx.found:
+                if isinstance(d, IppPrinter) and f":{peer.port}/" in d.uri:
+                    latest[d.descriptor.stable_key] = d
+            return list(latest.values())
 
-        await ctx.wait_for(lambda: bool(ours()), timeout=20)
+        # plain ipp is preferred over ipps whichever record resolves first; IPv4 loopback address
+        await ctx.wait_for(lambda: any(d.uri == peer.uri for d in ours()), timeout=20)
         device = ours()[0]
-        assert device.uri == peer.uri  # plain ipp preferred over ipps, IPv4 loopback address
+        assert device.uri == peer.uri
         assert device.descriptor.name == "CounterPrinter"
         assert device.descriptor.stable_key.startswith("urn:uuid:")
         assert device.descriptor.connection == "network"

@@ -380,5 +380,8 @@ class IppBackend(DeviceBackend):
             return
         key = snapshot.uuid or key
         self._records[name] = key
+        existing = self._devices.get(key)
+        if scheme == "ipps" and existing is not None and existing.uri.startswith("ipp:"):
+            return  # the plain record won the race while this one was being probed
         instance = name[: -len(service_type) - 1] if name.endswith("." + service_type) else name
         self._hand_over(self.printer_for(uri, snapshot, key=key, name=instance))
