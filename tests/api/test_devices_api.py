@@ -75,8 +75,13 @@ async def test_expired_lease_is_released(client: AgentClient, other_client: Agen
     devices = await wait_ready(client)
     printer = next(d for d in devices if d.family == cpb.DEVICE_FAMILY_PRINTER)
     await client.devices.ClaimDevice(dpb.ClaimDeviceRequest(device_id=printer.id, ttl_seconds=1))
-    await asyncio.sleep(1.3)
     got = await other_client.devices.GetDevice(dpb.GetDeviceRequest(device_id=printer.id))
+    assert got.lease_holder == "portal-a"
+    for _ in range(100):
+        got = await other_client.devices.GetDevice(dpb.GetDeviceRequest(device_id=printer.id))
+        if got.lease_holder == "":
+            break
+        await asyncio.sleep(0.05)
     assert got.lease_holder == ""
     await other_client.devices.ClaimDevice(dpb.ClaimDeviceRequest(device_id=printer.id))
 
