@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 
 from agent.errors import InvalidRequestError
@@ -23,7 +22,6 @@ class CallInfo:
     transport: str  # "unix", "tcp", "connect"
     peer: str = ""
     origin: str = ""
-    done: asyncio.Event = field(default_factory=asyncio.Event, compare=False)
     #: devices the call resolved to (an empty DeviceRef means "the only one"): for audit lines
     targets: list[str] = field(default_factory=list, compare=False)
 

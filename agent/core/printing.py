@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from agent.core.events import EventBus
@@ -54,8 +54,7 @@ class PrinterQueues:
     """All printer queues of the agent."""
 
     def __init__(self, registry: DeviceRegistry, bus: EventBus, busy_retry: float = 0.5,
-                 busy_retry_max: float = 5.0, on_finished: Callable[[PrintJobView], None] | None = None,
-                 unreachable_retry_max: float = 10.0) -> None:
+                 busy_retry_max: float = 5.0, unreachable_retry_max: float = 10.0) -> None:
         self._registry = registry
         self._bus = bus
         self._busy_retry = busy_retry
@@ -65,7 +64,6 @@ class PrinterQueues:
         self._queues: dict[str, asyncio.Queue[_Job]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._waiting: dict[str, list[_Job]] = {}
-        self._on_finished = on_finished
 
     def submit(self, device_id: str, client_id: str, document: PrintDocument, request_id: str = "") -> PrintJobView:
         existing = self._jobs.by_request(client_id, request_id)
@@ -232,5 +230,3 @@ class PrinterQueues:
         job.document = None
         self._update(job, state=state, reasons=reasons, pages_printed=pages or job.view.pages_printed,
                      message=message, queue_position=0)
-        if self._on_finished is not None:
-            self._on_finished(job.view)

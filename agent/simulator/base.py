@@ -1,33 +1,12 @@
-"""What every simulated backend shares: one device, found at start, gone at stop."""
+"""A simulated backend with one device, found at start and gone at stop."""
 
 from __future__ import annotations
 
 import abc
 from typing import ClassVar
 
-from agent.domain.device import Capabilities, DeviceDescriptor, DeviceHealth, DeviceState
+from agent.domain.device import DeviceDescriptor
 from agent.drivers.base import Device, DeviceBackend
-
-
-class SimulatedDeviceMixin:
-    """Health and lifecycle for an in-process simulated device."""
-
-    features: ClassVar[frozenset[str]] = frozenset()
-    _open: bool = False
-    _counters: dict[str, int]
-
-    def capabilities(self) -> Capabilities:
-        return Capabilities(features=self.features)
-
-    def health(self) -> DeviceHealth:
-        return DeviceHealth(state=DeviceState.READY if self._open else DeviceState.PRESENT,
-                            counters=dict(getattr(self, "_counters", {})))
-
-    async def open(self) -> None:
-        self._open = True
-
-    async def close(self) -> None:
-        self._open = False
 
 
 class SingleDeviceBackend(DeviceBackend):
