@@ -133,8 +133,17 @@ class ZfmSensor(FingerprintSensor):
         link = self._link
         if link is None:
             raise DeviceStateError(f"{self.descriptor.name} is not open", reason="NOT_OPEN")
+        transaction = asyncio.ensure_future(self._ctx.run_blocking(fn, link))
         try:
-            result = await self._ctx.run_blocking(fn, link)
+            try:
+                result = await asyncio.shield(transaction)
+            except asyncio.CancelledError:
+                # the command is already on the wire in a worker thread: let it finish, or the next
+                # command would run beside it on the same port and read its reply
+                await asyncio.wait({transaction})
+                if not transaction.cancelled():
+                    transaction.exception()  # retrieved: the caller asked to cancel, not for this result
+                raise
         except (serial.SerialException, OSError):
             self._set_state(DeviceState.GONE, "DEVICE_GONE")
             self._ctx.device_lost(DeviceFamily.FINGERPRINT, self.descriptor.backend, self.descriptor.stable_key,
