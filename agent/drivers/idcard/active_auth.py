@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -73,8 +74,13 @@ def verify_ecdsa_plain(key: ec.EllipticCurvePublicKey, signature: bytes, challen
     return True
 
 
-async def active_authentication(channel: CardChannel, dg15: bytes | None,
-                                signature_oid: str | None) -> CheckResult:
+async def active_authentication(channel: CardChannel, dg15: bytes | None, signature_oid: str | None, *,
+                                while_waiting: Callable[[], object] | None = None) -> CheckResult:
+    """INTERNAL AUTHENTICATE with a fresh challenge, the answer checked with the DG15 key.
+
+    ``while_waiting`` is called just before the command goes out: the card's signature is a
+    long wait, so work started then (in another thread) costs the read nothing.
+    """
     if dg15 is None:
         return CheckResult(Verdict.NOT_SUPPORTED, ["no DG15"])
     try:
@@ -83,6 +89,8 @@ async def active_authentication(channel: CardChannel, dg15: bytes | None,
         return CheckResult(Verdict.INVALID, ["DG15 public key malformed"])
     challenge = secrets.token_bytes(8)
     extended = channel.extended_length
+    if while_waiting is not None:
+        while_waiting()
     answer = await channel.send(CommandApdu(0x00, 0x88, 0x00, 0x00, challenge, le=256), extended=extended)
     if answer.sw != SW_OK or not answer.data:
         return CheckResult(Verdict.INVALID, ["INTERNAL AUTHENTICATE refused"])

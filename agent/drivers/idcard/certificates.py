@@ -9,6 +9,7 @@ still verify.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 from asn1crypto import x509 as asn1_x509
@@ -79,6 +80,12 @@ class Certificate:
         except Exception as exc:  # asn1crypto raises ValueError/TypeError/KeyError...
             raise DataFormatError("not an X.509 certificate") from exc
 
+    @staticmethod
+    def load_cached(der: bytes) -> Certificate:
+        """:meth:`load`, remembering the last certificates loaded (by their whole DER): the
+        Document Signer certificate in EF.SOD is the same for a great many cards."""
+        return _load_cached(der)
+
     def public_key(self) -> PublicKey | None:
         """The subject's key from the already parsed certificate, or None when only the slow
         path (asn1crypto, explicit curve parameters...) can produce it."""
@@ -118,3 +125,8 @@ class Certificate:
             return verify_certificate(self.asn1, issuer.asn1)
         except (DataFormatError, NotSupportedError):
             return False
+
+
+@functools.lru_cache(maxsize=64)
+def _load_cached(der: bytes) -> Certificate:
+    return Certificate.load(der)

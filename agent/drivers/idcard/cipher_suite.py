@@ -140,9 +140,26 @@ AES192 = CipherSuite(CipherKind.AES192)
 AES256 = CipherSuite(CipherKind.AES256)
 
 
+#: Inputs up to this size go through the session's kept CBC contexts (see
+#: :class:`SessionCiphers`); larger ones (a data group's bulk, maybe in another thread) get a
+#: fresh context and take no lock.
+_KEPT_CONTEXT_LIMIT = 1024
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
+
+
 class SessionCiphers:
     """The cipher objects of one secure channel, built once: building a cipher context costs
-    about as much as running it over a short APDU, and a read sends dozens."""
+    about as much as running it over a short APDU, and a read sends dozens.
+
+    The MAC chain and the decryption of short messages run through CBC contexts kept for the
+    whole session and never finalised. Such a context chains each message to the previous
+    one: it uses the last cipher block it saw as the IV of the next message. Feeding (or
+    correcting) the first block with that block XOR the wanted IV gives exactly the result
+    of a fresh context with that IV.
+    """
 
     def __init__(self, suite: CipherSuite, enc_key: bytes, mac_key: bytes) -> None:
         self.suite = suite
@@ -157,6 +174,9 @@ class SessionCiphers:
             ecb = modes.ECB()  # noqa: S305 - single blocks of the MAC's final step
             self._mac_k2 = Cipher(TripleDES(des3_key(mac_key[8:16])), ecb).decryptor()
             self._mac_k1 = Cipher(TripleDES(des3_key(mac_key[:8])), ecb).encryptor()
+            self._kept_mac = self._mac_chain.encryptor()
+            self._kept_mac_chain = bytes(8)
+            self._kept_decryptor = self._cbc.decryptor()
             self._block_lock = threading.Lock()
         else:
             self._cbc = None
@@ -164,7 +184,9 @@ class SessionCiphers:
             # The SM IV is E(KSenc, SSC): one block, so one stateless ECB context serves them all.
             self._ecb = Cipher(self._aes, modes.ECB()).encryptor()  # noqa: S305 - single blocks
             self._cmac = cmac.CMAC(algorithms.AES(mac_key))
+            self._kept_decryptor = Cipher(self._aes, modes.CBC(bytes(16))).decryptor()
             self._block_lock = threading.Lock()
+        self._kept_decrypt_chain = bytes(suite.block_size)
 
     def __repr__(self) -> str:
         return f"SessionCiphers({self.suite.kind.value}, <keys redacted>)"
@@ -185,10 +207,17 @@ class SessionCiphers:
         return enc.update(data) + enc.finalize()
 
     def decrypt(self, data: bytes, iv: bytes) -> bytes:
-        if len(data) % self.suite.block_size or not data:
+        block = self.suite.block_size
+        if len(data) % block or not data:
             raise DeviceProtocolError("secure messaging: ciphertext is not a whole number of blocks")
-        dec = self._cipher(iv).decryptor()
-        return dec.update(data) + dec.finalize()
+        if len(data) > _KEPT_CONTEXT_LIMIT:
+            dec = self._cipher(iv).decryptor()
+            return dec.update(data) + dec.finalize()
+        with self._block_lock:
+            out = self._kept_decryptor.update(data)
+            correction = _xor(self._kept_decrypt_chain, iv)
+            self._kept_decrypt_chain = data[-block:]
+        return _xor(out[:block], correction) + out[block:]
 
     def decrypt_block(self, block: bytes, previous: bytes) -> bytes:
         """One CBC step: the plaintext of cipher block ``block`` that followed ``previous``
@@ -207,7 +236,12 @@ class SessionCiphers:
             return c.finalize()[:8]
         # ISO/IEC 9797-1 MAC algorithm 3: CBC over every block with K1, in one pass, then
         # E(K1, D(K2, last CBC block)).
-        enc = self._mac_chain.encryptor()
-        chained = enc.update(padded)[-8:]
+        if len(padded) > _KEPT_CONTEXT_LIMIT:
+            chained = self._mac_chain.encryptor().update(padded)[-8:]
+            with self._block_lock:
+                return self._mac_k1.update(self._mac_k2.update(chained))
         with self._block_lock:
+            first = _xor(padded[:8], self._kept_mac_chain)
+            chained = self._kept_mac.update(first + padded[8:])[-8:]
+            self._kept_mac_chain = chained
             return self._mac_k1.update(self._mac_k2.update(chained))

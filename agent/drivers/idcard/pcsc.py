@@ -224,18 +224,51 @@ def choose_extended_length(policy: ExtendedLengthPolicy, reader_max_data: int | 
 
 # -- a card connection (blocking; call through run_blocking) -------------------------------------
 
+class PcscContext:
+    """A PC/SC context kept from one card connection of a reader to the next.
+
+    Establishing and releasing a context are two round trips to pcscd, about half a
+    millisecond of every read; a reader keeps one instead. It is used by one connection at a
+    time (the reader reads one card at a time), never by two threads at once. When pcscd was
+    restarted under it, :meth:`PcscCardConnection.open` drops it and establishes a new one.
+    """
+
+    def __init__(self) -> None:
+        self._handle: Any = None
+        self._lock = threading.Lock()
+
+    def handle(self, device_id: str | None) -> Any:
+        """The context, established first if needed (raises :func:`pcsc_error`'s errors)."""
+        with self._lock:
+            if self._handle is None:
+                hresult, handle = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+                if unsigned(hresult) != SUCCESS:
+                    raise pcsc_error(hresult, "establishing a PC/SC context", device_id=device_id)
+                self._handle = handle
+            return self._handle
+
+    def discard(self) -> None:
+        """Release the context (if any); the next :meth:`handle` establishes a new one."""
+        with self._lock:
+            handle, self._handle = self._handle, None
+        if handle is not None:
+            scard.SCardReleaseContext(handle)
+
+
 class PcscCardConnection:
     """A shared-mode connection to the card in one reader, inside a PC/SC transaction.
 
-    Holds its own context. Blocking: every method is meant for a worker thread.
+    Holds its own context, or borrows the reader's kept :class:`PcscContext`. Blocking:
+    every method is meant for a worker thread.
     """
 
     #: How long :meth:`open` keeps retrying while a just-inserted card is still powering up.
     settle_timeout: float = 1.0
 
-    def __init__(self, reader: str, *, device_id: str | None = None) -> None:
+    def __init__(self, reader: str, *, device_id: str | None = None, context: PcscContext | None = None) -> None:
         self.reader = reader
         self.device_id = device_id
+        self._kept_context = context
         self.protocol = 0
         self.atr = b""
         self._context: Any = None
@@ -250,24 +283,24 @@ class PcscCardConnection:
             raise pcsc_error(hresult, operation, device_id=self.device_id)
 
     def open(self) -> PcscCardConnection:
-        """Establish a context, connect (T=1 or T=0), begin a transaction, read the ATR."""
-        hresult, self._context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-        if unsigned(hresult) != SUCCESS:
-            self._context = None
-            raise pcsc_error(hresult, "establishing a PC/SC context", device_id=self.device_id)
+        """Establish (or borrow) a context, connect (T=1 or T=0), begin a transaction, read
+        the ATR. A borrowed context that pcscd no longer knows (it was restarted) is
+        discarded and the connection is tried once more with a fresh one."""
+        kept = self._kept_context
+        if kept is None:
+            hresult, self._context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+            if unsigned(hresult) != SUCCESS:
+                self._context = None
+                raise pcsc_error(hresult, "establishing a PC/SC context", device_id=self.device_id)
+        else:
+            self._context = kept.handle(self.device_id)
         try:
-            deadline = time.monotonic() + self.settle_timeout
-            while True:
-                hresult, card, protocol = scard.SCardConnect(
-                    self._context, self.reader, scard.SCARD_SHARE_SHARED,
-                    scard.SCARD_PROTOCOL_T1 | scard.SCARD_PROTOCOL_T0)
-                code = unsigned(hresult)
-                if code in CARD_SETTLING and time.monotonic() < deadline:
-                    time.sleep(0.05)  # re-inserted too fast: pcscd is still powering the card
-                    continue
-                self._check(code, "connecting to the card")
-                break
-            self._card, self.protocol = card, protocol
+            code = self._connect()
+            if code in SERVICE_LOST and kept is not None:
+                kept.discard()
+                self._context = kept.handle(self.device_id)
+                code = self._connect()
+            self._check(code, "connecting to the card")
             self._check(scard.SCardBeginTransaction(self._card), "starting a card transaction")
             self._in_transaction = True
             hresult, _reader, _state, _protocol, atr = scard.SCardStatus(self._card)
@@ -277,6 +310,21 @@ class PcscCardConnection:
             self.close(reset=True)
             raise
         return self
+
+    def _connect(self) -> int:
+        """SCardConnect, retried while a just-inserted card is still powering up; the code."""
+        deadline = time.monotonic() + self.settle_timeout
+        while True:
+            hresult, card, protocol = scard.SCardConnect(
+                self._context, self.reader, scard.SCARD_SHARE_SHARED,
+                scard.SCARD_PROTOCOL_T1 | scard.SCARD_PROTOCOL_T0)
+            code = unsigned(hresult)
+            if code in CARD_SETTLING and time.monotonic() < deadline:
+                time.sleep(0.05)  # re-inserted too fast: pcscd is still powering the card
+                continue
+            if code == SUCCESS:
+                self._card, self.protocol = card, protocol
+            return code
 
     def transmit(self, apdu: bytes) -> bytes:
         """One raw exchange: the card's answer including SW1 SW2."""
@@ -345,9 +393,9 @@ class PcscCardConnection:
                 self._in_transaction = False
             scard.SCardDisconnect(self._card, disposition)
             self._card = None
-        if self._context is not None:
+        if self._context is not None and self._kept_context is None:
             scard.SCardReleaseContext(self._context)
-            self._context = None
+        self._context = None
 
 
 # -- the async transport the ICAO 9303 code uses -------------------------------------------------

@@ -55,6 +55,7 @@ from agent.drivers.idcard.pcsc import (
     PROTOCOL_T0,
     ExtendedLengthPolicy,
     PcscCardConnection,
+    PcscContext,
     PcscTransport,
     atr_extended_length,
     choose_extended_length,
@@ -145,6 +146,8 @@ class PcscIdCardReader(IdCardReader):
         self._last_error = ""
         self._last_extended_length: bool | None = None
         self._extended_for: tuple[tuple[int, bytes], bool] | None = None
+        #: The PC/SC context this reader's reads connect through, kept between reads.
+        self._pcsc_context = PcscContext()
 
     # -- contract --------------------------------------------------------------------------------
 
@@ -178,6 +181,8 @@ class PcscIdCardReader(IdCardReader):
 
     async def close(self) -> None:
         self._closed = True
+        if not self._busy.locked():  # else the read in progress releases it when it ends
+            await self._ctx.run_blocking(self._pcsc_context.discard)
 
     def card_present(self) -> bool:
         return self._card_present
@@ -205,6 +210,8 @@ class PcscIdCardReader(IdCardReader):
                 self._reads += 1
                 self._last_error = ""
         finally:
+            if self._closed or self._gone:
+                await self._ctx.run_blocking(self._pcsc_context.discard)
             self._ctx.health_changed(self)  # READY again (or ERROR if pcscd left meanwhile)
         return result
 
@@ -239,7 +246,8 @@ class PcscIdCardReader(IdCardReader):
         """
         from agent.drivers.idcard.session import read_document
 
-        connection = self._backend.connection_factory(self.reader, device_id=device_id).open()
+        connection = self._backend.connection_factory(self.reader, device_id=device_id,
+                                                      context=self._pcsc_context).open()
         reset = True
         try:
             # Decided once per card on the reader: the probe and the part-10 query cost
@@ -290,8 +298,12 @@ class PcscIdCardReader(IdCardReader):
             self._ctx.emit(self, kind, {"reader": self.descriptor.name})
 
     def mark_gone(self) -> None:
+        """The reader was unplugged: no more reads; its kept PC/SC context is released (by the
+        read in progress when it ends, else right away in a worker thread)."""
         self._gone = True
         self._card_present = False
+        if not self._busy.locked():
+            asyncio.get_running_loop().run_in_executor(None, self._pcsc_context.discard)
 
 
 class PcscBackend(DeviceBackend):

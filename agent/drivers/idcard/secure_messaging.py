@@ -29,6 +29,8 @@ class SecureMessaging:
         self.suite = suite
         self._ciphers = SessionCiphers(suite, ks_enc, ks_mac)
         self.ssc = ssc
+        self._block = suite.block_size
+        self._ssc_modulus = 1 << (8 * self._block)
 
     def __repr__(self) -> str:
         return f"SecureMessaging({self.suite.kind.value}, <keys redacted>)"
@@ -41,13 +43,13 @@ class SecureMessaging:
 
     def _ssc_bytes(self, ssc: int | None = None) -> bytes:
         value = self.ssc if ssc is None else ssc
-        return (value % (1 << (8 * self.suite.block_size))).to_bytes(self.suite.block_size, "big")
+        return (value % self._ssc_modulus).to_bytes(self._block, "big")
 
     def _iv(self, ssc: int | None = None) -> bytes:
         return self._ciphers.iv(self._ssc_bytes(ssc))
 
     def _mac(self, data: bytes, ssc: int | None = None) -> bytes:
-        return self._ciphers.mac(pad(self._ssc_bytes(ssc) + data, self.suite.block_size))
+        return self._ciphers.mac(pad(self._ssc_bytes(ssc) + data, self._block))
 
     def _encrypt(self, data: bytes) -> bytes:
         return self._ciphers.encrypt(pad(data, self.suite.block_size), self._iv())
@@ -110,15 +112,11 @@ class SecureMessaging:
         self.ssc += 1
         ssc = self.ssc
         response = ResponseApdu.parse(raw)
-        try:
-            items = tlv.parse_all(response.data) if response.data else []
-        except DataFormatError:
-            items = []
-        tags = [item.tag for item in items]
-        if tags != [0x87, 0x99, 0x8E] or len(items[1].value) != 2:
+        parts = canonical_response(response.data)
+        if parts is None or response.data[0] != 0x87:
             return self._unprotect(raw, ssc)
-        cryptogram = items[0].value[1:] if items[0].value[:1] == b"\x01" else b""
-        block = self.suite.block_size
+        cryptogram, sw, _covered = parts
+        block = self._block
         if not cryptogram or len(cryptogram) % block:
             return self._unprotect(raw, ssc)
         previous = cryptogram[-2 * block:-block] if len(cryptogram) > block else self._iv(ssc)
@@ -127,12 +125,18 @@ class SecureMessaging:
         if not stripped or stripped[-1] != 0x80:
             return self._unprotect(raw, ssc)  # bad padding: let the MAC check speak first
         length = len(cryptogram) - block + len(stripped) - 1
-        return DeferredResponse(self, raw, ssc, int.from_bytes(items[1].value, "big"), length)
+        return DeferredResponse(self, raw, ssc, sw, length)
 
     def _unprotect(self, raw: bytes, ssc: int) -> ResponseApdu:
         response = ResponseApdu.parse(raw)
         if not response.data:
             return response
+        parts = canonical_response(response.data)
+        if parts is not None:  # the usual layout, taken apart by position
+            cryptogram, sw, covered = parts
+            if not hmac.compare_digest(self._mac(response.data[:covered], ssc), response.data[covered + 2:]):
+                raise DeviceProtocolError("secure messaging: response MAC does not verify")
+            return ResponseApdu(self._decrypt(cryptogram, ssc) if cryptogram else b"", sw)
         try:
             items = tlv.parse_all(response.data)
         except DataFormatError as exc:
@@ -181,6 +185,41 @@ class SecureMessaging:
         body = self._data_object(ins, data) + b"\x99\x02" + sw.to_bytes(2, "big")
         body += b"\x8e\x08" + self._mac(body)
         return body + sw.to_bytes(2, "big")
+
+
+def canonical_response(data: bytes) -> tuple[bytes, int, int] | None:
+    """Take apart a protected response with the usual layout, ``['87' or '85' object] '99' 02
+    SW1 SW2 '8E' 08 MAC``, by position: (cryptogram, inner status word, length of the part the
+    MAC covers). The cryptogram has its padding-indicator byte removed ('87'; it must be 01).
+    None for any other layout, which the generic TLV walk then judges."""
+    size = len(data)
+    if size < 14 or data[-10] != 0x8E or data[-9] != 0x08:
+        return None
+    covered = size - 10
+    if data[covered - 4] != 0x99 or data[covered - 3] != 0x02:
+        return None
+    sw = (data[covered - 2] << 8) | data[covered - 1]
+    end = covered - 4
+    if end == 0:
+        return b"", sw, covered
+    tag, first = data[0], data[1]
+    if tag not in (0x87, 0x85):
+        return None
+    if first < 0x80:
+        start, length = 2, first
+    elif first == 0x81:
+        start, length = 3, data[2]
+    elif first == 0x82:
+        start, length = 4, (data[2] << 8) | data[3]
+    else:
+        return None
+    if start + length != end:
+        return None
+    if tag == 0x87:
+        if length < 2 or data[start] != 0x01:
+            return None
+        start += 1
+    return data[start:end], sw, covered
 
 
 class DeferredResponse:

@@ -48,8 +48,9 @@ from agent.drivers.idcard.trust_store import TrustStore
 from agent.drivers.idcard.verification import CheckResult, SodCheck, check_sod, passive_verdict
 from agent.errors import DataFormatError, DeviceProtocolError, NotSupportedError
 
-#: Data groups read when the card lists them (DG3/DG4 need terminal authentication).
-READ_GROUPS = (1, 2, 13, 14, 15)
+#: Data groups read when the card lists them, DG2 (the face, most of the bytes) apart and
+#: last. DG3/DG4 need terminal authentication; DG14 is read before, for chip authentication.
+READ_GROUPS = (1, 13, 15)
 
 T = TypeVar("T")
 
@@ -208,29 +209,23 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
             await _open(channel, files, key, pace_info)
 
     sod_raw = await files.read(EF_SOD)
-    # Background work is timed to the long waits on the card: the Python-heavy parts hold the
-    # GIL, and a reply that comes back meanwhile would wait for them. EF.SOD's check starts
-    # when DG2's bulk is asked for (or before AA when there is none), the DG13 parser before
-    # AA; DG2's own check and decryption (C code) from its arrival on.
+    # Background work is timed to the two long waits on the card, and sized to fit them: a
+    # Python-heavy step holds the GIL, and so does a bulk cipher call, so a reply that comes
+    # back while one runs waits for it. DG2 is read last: while its bulk is on the wire,
+    # EF.SOD's signature and chain and the DG13 parser run; while the card computes the AA
+    # signature, DG2's secure-messaging check, decryption and face parser.
     sod_check: asyncio.Future[_Outcome[SodCheck]] | None = None
+    dg13_parse: asyncio.Future[_Outcome[Dg13]] | None = None
 
-    def start_sod_check() -> None:
-        nonlocal sod_check
+    def start_verifying() -> None:
+        nonlocal sod_check, dg13_parse
         if sod_check is None:
             sod_check = _in_background(check_sod, sod_raw, trust, now)
+        if dg13_parse is None and 13 in groups:
+            dg13_parse = _in_background(parse_dg13, groups[13])
 
-    face_read: asyncio.Future[_Outcome[tuple[bytes, _Outcome[FaceImage]]]] | None = None
     for number in READ_GROUPS:
         if number == 14 or (number not in com.data_groups and number != 1):
-            continue
-        if number == 2 and not options.include_face:
-            continue
-        if number == 2:
-            # The face is most of the bytes: its secure-messaging check and decryption run in
-            # the background with its parser, while DG13, DG15 and AA go to the card.
-            pending = await files.read_later(data_group_file(number), while_waiting=start_sod_check)
-            if pending is not None:
-                face_read = _in_background(_finish_face, pending)
             continue
         content = await files.read(data_group_file(number))
         if content is not None:
@@ -238,15 +233,26 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
     if 1 not in groups:
         raise DeviceProtocolError("the card has no DG1")
 
+    pending_face: PendingContent | None = None
+    if options.include_face and 2 in com.data_groups:
+        pending_face = await files.read_later(data_group_file(2), while_waiting=start_verifying)
+    start_verifying()
     mrz = lds.parse_dg1(groups[1])  # without the MRZ there is no document to report
-    start_sod_check()
-    dg13_parse = _in_background(parse_dg13, groups[13]) if 13 in groups else None
+
+    face_read: asyncio.Future[_Outcome[tuple[bytes, _Outcome[FaceImage]]]] | None = None
+
+    def start_face() -> None:
+        nonlocal face_read
+        if face_read is None and pending_face is not None:
+            face_read = _in_background(_finish_face, pending_face)
 
     if options.active_authentication:
         active = await active_authentication(channel, groups.get(15),
-                                             dg14_infos.active_auth_signature_oid if dg14_infos else None)
+                                             dg14_infos.active_auth_signature_oid if dg14_infos else None,
+                                             while_waiting=start_face)
     else:
         active = CheckResult(Verdict.NOT_SUPPORTED, ["active authentication not requested"])
+    start_face()
 
     # A DG13 or face the parser cannot read does not hide the rest of the card: the read is
     # reported with a note (and passive authentication still judges the bytes).

@@ -7,6 +7,7 @@ Loading reads files: call it at start-up (through ``ctx.run_blocking`` from asyn
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 
 from asn1crypto import cms, core, pem, x509
@@ -28,17 +29,26 @@ class CscaMasterList(core.Sequence):  # type: ignore[misc]  # asn1crypto is unty
     _fields = [("version", core.Integer), ("cert_list", CertificateSet)]
 
 
+#: How many Document Signer certificates :meth:`TrustStore.find_issuer` remembers.
+_ISSUER_MEMO_SIZE = 256
+
+
 class TrustStore:
     """A set of CSCA certificates, matched to a Document Signer by issuer name and key id."""
 
     def __init__(self) -> None:
         self._certs: dict[bytes, Certificate] = {}
+        #: DS certificate DER -> the outcome of :meth:`find_issuer` (see there). Bounded.
+        self._issuer_memo: dict[bytes, tuple[bool, Certificate | None]] = {}
+        self._memo_lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._certs)
 
     def _add(self, cert: Certificate) -> None:
         self._certs[hashlib.sha256(cert.der).digest()] = cert
+        with self._memo_lock:
+            self._issuer_memo.clear()
 
     def add_certificate(self, data: bytes) -> Certificate:
         """Add one certificate, PEM or DER."""
@@ -101,3 +111,24 @@ class TrustStore:
         """CSCA certificates whose subject (and key id, when both carry one) matches
         ``cert``'s issuer."""
         return [candidate for candidate in self._certs.values() if cert.names_issuer(candidate)]
+
+    def find_issuer(self, cert: Certificate) -> tuple[bool, Certificate | None]:
+        """Whether any CSCA names ``cert``'s issuer, and the first of those whose key signed
+        ``cert`` (None when none did). Validity periods are left to the caller.
+
+        Remembered per certificate: a Document Signer signs months of issued documents, so the
+        next card at a counter almost always carries a DS certificate already checked, and the
+        signature check of the chain (a public-key operation) is done once. The memo is
+        bounded and is cleared whenever a CSCA is added.
+        """
+        with self._memo_lock:
+            known = self._issuer_memo.get(cert.der)
+        if known is not None:
+            return known
+        candidates = self.issuers_of(cert)
+        outcome = (bool(candidates), next((csca for csca in candidates if cert.issued_by(csca)), None))
+        with self._memo_lock:
+            if len(self._issuer_memo) >= _ISSUER_MEMO_SIZE:
+                self._issuer_memo.pop(next(iter(self._issuer_memo)))
+            self._issuer_memo[cert.der] = outcome
+        return outcome

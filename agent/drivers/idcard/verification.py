@@ -82,7 +82,7 @@ def check_sod(sod_data: bytes | None, trust: TrustStore | None, now: dt.datetime
             outcome.signer_details = ["EF.SOD carries no DS certificate"]
             return CheckResult(Verdict.INVALID)
         try:
-            ds = Certificate.load(sod.ds_certificate.dump())
+            ds = Certificate.load_cached(sod.ds_certificate.dump())
         except DataFormatError:
             outcome.signer_details = ["DS certificate malformed"]
             return CheckResult(Verdict.INVALID)
@@ -108,15 +108,14 @@ def check_sod(sod_data: bytes | None, trust: TrustStore | None, now: dt.datetime
 
 
 def _chain(ds: Certificate, trust: TrustStore | None, now: dt.datetime) -> CheckResult:
-    candidates = trust.issuers_of(ds) if trust is not None else []
-    if not candidates:
+    named, csca = trust.find_issuer(ds) if trust is not None else (False, None)
+    if not named:
         return CheckResult(Verdict.UNKNOWN_ISSUER, ["no CSCA in the trust store for the DS issuer"])
-    for csca in candidates:
-        if ds.issued_by(csca):
-            if not csca.valid_at(now):
-                return CheckResult(Verdict.INVALID, ["CSCA certificate outside its validity period"])
-            return CheckResult(Verdict.VALID)
-    return CheckResult(Verdict.INVALID, ["DS certificate signature does not verify with the CSCA"])
+    if csca is None:
+        return CheckResult(Verdict.INVALID, ["DS certificate signature does not verify with the CSCA"])
+    if not csca.valid_at(now):
+        return CheckResult(Verdict.INVALID, ["CSCA certificate outside its validity period"])
+    return CheckResult(Verdict.VALID)
 
 
 def passive_verdict(check: SodCheck, data_groups: dict[int, bytes]) -> CheckResult:
