@@ -30,7 +30,7 @@
 3. pcscd stopped and started again: time from its start to the reader READY at the backend
    (target: within 2 s), and to the card present again.
 
-    /work/venv/bin/python bench/idcard_pcsc.py [--reads 15] [--inserts 8]
+    /work/venv/bin/python bench/idcard_pcsc.py [--reads 30] [--inserts 8]
 
 Starts its own private pcscd (see tests/idcard/pcsc_testbed.py) and stops it at the end.
 """
@@ -302,7 +302,7 @@ if __name__ == "__main__":
 
     logging.basicConfig(level=logging.ERROR)  # the backend's "pcscd not reachable" is expected here
     parser = argparse.ArgumentParser()
-    parser.add_argument("--reads", type=int, default=15)
+    parser.add_argument("--reads", type=int, default=30)
     parser.add_argument("--inserts", type=int, default=8)
     arguments = parser.parse_args()
     asyncio.run(main(arguments.reads, arguments.inserts))

@@ -94,3 +94,43 @@ async def test_the_deferred_face_is_the_issued_one() -> None:
     assert result.raw_data_groups[2] == card.issued.files[0x0102]
     assert result.face is not None
     assert result.verification.passive.value == "valid"
+
+
+@pytest.mark.parametrize("suite", [DES3, AES128])
+def test_kept_cipher_contexts_match_fresh_ones(suite: CipherSuite) -> None:
+    """SessionCiphers chains its kept CBC contexts from one message to the next; each result
+    must still be what a fresh context with the message's own IV gives."""
+    from agent.drivers.idcard.cipher_suite import SessionCiphers
+
+    ks_enc, ks_mac = os.urandom(suite.key_length), os.urandom(16 if suite is DES3 else suite.key_length)
+    kept = SessionCiphers(suite, ks_enc, ks_mac)
+    block = suite.block_size
+    for blocks in (1, 2, 3, 1, 40, 64, 65, 200, 1, 2):  # short ones kept, long ones fresh, interleaved
+        data = os.urandom(blocks * block)
+        iv = bytes(block) if suite is DES3 else os.urandom(block)
+        fresh = SessionCiphers(suite, ks_enc, ks_mac)
+        assert kept.decrypt(data, iv) == fresh.decrypt(data, iv)
+        assert kept.mac(data) == SessionCiphers(suite, ks_enc, ks_mac).mac(data)
+
+
+def test_a_response_in_another_layout_is_checked_the_generic_way() -> None:
+    """'99' before '87': not the usual layout, so the TLV walk takes it (the MAC covers the
+    objects in the order sent); a flipped bit in it still fails."""
+    from agent.drivers.idcard import tlv
+    from agent.drivers.idcard.cipher_suite import pad
+    from agent.drivers.idcard.secure_messaging import canonical_response
+
+    terminal, card = _pair(DES3)
+    card.ssc += 2
+    plain = os.urandom(20)
+    cipher = card._ciphers.encrypt(pad(plain, 8), bytes(8))
+    body = b"\x99\x02\x90\x00" + tlv.encode(0x87, b"\x01" + cipher)
+    raw = body + b"\x8e\x08" + card._mac(body) + b"\x90\x00"
+    assert canonical_response(raw[:-2]) is None
+    terminal.ssc += 1
+    assert terminal.unprotect(raw) == ResponseApdu(plain, 0x9000)
+    broken = bytearray(raw)
+    broken[10] ^= 0x01
+    terminal.ssc -= 1
+    with pytest.raises(DeviceProtocolError):
+        terminal.unprotect(bytes(broken))

@@ -90,3 +90,38 @@ def test_certificate_chain_checks_without_the_fast_parser() -> None:
     wrong = dataclasses.replace(Certificate.load(rsa_pki.csca_der), fast=None)
     assert not dataclasses.replace(Certificate.load(vn.ds_der), fast=None).issued_by(wrong)
     assert not Certificate.load(vn.ds_der).names_issuer(Certificate.load(rsa_pki.csca_der))
+
+
+def test_a_remembered_issuer_check_follows_the_store() -> None:
+    """The DS-chain memo: a CSCA that names the DS issuer but did not sign it stays INVALID on
+    every read, and adding the real CSCA is seen at once (the memo is cleared)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    vn = build_pki("VN", "ec")
+    real = vn.csca_cert
+    impostor_key = ec.generate_private_key(ec.SECP256R1())
+    # Same name and (claimed) key id as the real CSCA, another key.
+    impostor = (
+        x509.CertificateBuilder().subject_name(real.subject).issuer_name(real.subject)
+        .public_key(impostor_key.public_key()).serial_number(7)
+        .not_valid_before(real.not_valid_before_utc).not_valid_after(real.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(real.public_key()), critical=False)
+        .sign(impostor_key, hashes.SHA256())
+    )
+    assert impostor.not_valid_before_utc < dt.datetime.now(dt.UTC)
+    store = TrustStore()
+    store.add_certificate(impostor.public_bytes(Encoding.DER))
+    sod, groups = _sod_and_groups()
+    for _ in range(2):
+        result = passive_authentication(sod, groups, store)
+        assert result.verdict is Verdict.INVALID
+        assert result.details == ["DS certificate signature does not verify with the CSCA"]
+    store.add_certificate(vn.csca_der)
+    assert passive_authentication(sod, groups, store).verdict is Verdict.VALID
+    assert passive_authentication(sod, groups, TrustStore()).verdict is Verdict.UNKNOWN_ISSUER

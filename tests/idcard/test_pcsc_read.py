@@ -238,3 +238,38 @@ async def test_cancelled_read_stops_and_the_next_read_works(
     result = await reader.read_card(CCCD_KEY, ReadOptions(include_face=False))
     assert result.personal.id_number == SAMPLE_ID
     assert card.stats().get("reset", 0) >= 1  # the cancelled session was reset away
+
+
+async def test_a_read_after_pcscd_restarted_connects_afresh(emrtd_card: EmrtdFactory, backend: PcscBackend,
+                                                            running_pcscd: PcscdPeer,
+                                                            recording_context: RecordingContext) -> None:
+    """A reader keeps its PC/SC context between reads; when pcscd restarts under it, the next
+    read drops the dead context and establishes a new one (a dead one would fail every read
+    with PCSC_UNAVAILABLE)."""
+    from agent.errors import AgentError
+
+    emrtd_card("--no-pace")
+    reader = await reader_with_card(backend, recording_context)
+    assert (await reader.read_card(CCCD_KEY, ReadOptions())).verification.passive is Verdict.VALID
+    kept = reader._pcsc_context._handle
+    assert kept is not None
+    running_pcscd.stop()
+    await recording_context.wait_for(lambda: reader.health().state is DeviceState.ERROR)
+    await recording_context.run_blocking(running_pcscd.start)
+    await recording_context.wait_for(lambda: reader.health().state is DeviceState.READY)
+    # vpcd's card reconnects to the new pcscd and may flap present/absent for a moment
+    # ("no card" then); any other error, above all PCSC_UNAVAILABLE, fails the test.
+    for _ in range(50):
+        await recording_context.wait_for(reader.card_present)
+        try:
+            result = await reader.read_card(CCCD_KEY, ReadOptions())
+        except AgentError as error:
+            if error.reason not in ("NO_CARD", "CARD_REMOVED", "CARD_UNPOWERED", "CARD_RESET"):
+                raise
+            await asyncio.sleep(0.1)
+            continue
+        break
+    else:
+        raise AssertionError("no read succeeded after pcscd came back")
+    assert result.personal.id_number == SAMPLE_ID
+    assert reader._pcsc_context._handle is not None

@@ -210,7 +210,7 @@ class PcscIdCardReader(IdCardReader):
                 self._reads += 1
                 self._last_error = ""
         finally:
-            if self._closed or self._gone:
+            if self._retired():
                 await self._ctx.run_blocking(self._pcsc_context.discard)
             self._ctx.health_changed(self)  # READY again (or ERROR if pcscd left meanwhile)
         return result
@@ -296,6 +296,10 @@ class PcscIdCardReader(IdCardReader):
         if announce:
             kind = EventKind.CARD_INSERTED if present else EventKind.CARD_REMOVED
             self._ctx.emit(self, kind, {"reader": self.descriptor.name})
+
+    def _retired(self) -> bool:
+        """Closed or unplugged (either may happen while a read is in progress)."""
+        return self._closed or self._gone
 
     def mark_gone(self) -> None:
         """The reader was unplugged: no more reads; its kept PC/SC context is released (by the

@@ -133,8 +133,9 @@ class SecureMessaging:
             return response
         parts = canonical_response(response.data)
         if parts is not None:  # the usual layout, taken apart by position
-            cryptogram, sw, covered = parts
-            if not hmac.compare_digest(self._mac(response.data[:covered], ssc), response.data[covered + 2:]):
+            cryptogram, sw, covered_length = parts
+            mac = response.data[covered_length + 2:]
+            if not hmac.compare_digest(self._mac(response.data[:covered_length], ssc), mac):
                 raise DeviceProtocolError("secure messaging: response MAC does not verify")
             return ResponseApdu(self._decrypt(cryptogram, ssc) if cryptogram else b"", sw)
         try:
