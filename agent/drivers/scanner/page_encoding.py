@@ -6,6 +6,7 @@ import io
 
 from PIL import Image
 
+from agent.documents.striped_jpeg import encode_jpeg
 from agent.domain.scanner import PageFormat, ScannedPage
 from agent.errors import DataFormatError
 
@@ -31,6 +32,9 @@ def encode_frame(
     """
     if (page_format == PageFormat.RAW_GRAY8 and mode == "L") or (page_format == PageFormat.RAW_RGB8 and mode == "RGB"):
         return ScannedPage(index, page_format, bytes(pixels), width, height, resolution)
+    if page_format == PageFormat.JPEG:  # encoded in strips on every core (agent.documents.striped_jpeg)
+        jpeg = encode_jpeg(pixels, width, height, mode, quality=JPEG_QUALITY, dpi=resolution)
+        return ScannedPage(index, page_format, jpeg, width, height, resolution)
     img = Image.frombuffer(mode, (width, height), pixels, "raw", mode, 0, 1)
     if page_format == PageFormat.RAW_GRAY8:
         return ScannedPage(index, page_format, img.convert("L").tobytes(), width, height, resolution)
@@ -41,8 +45,6 @@ def encode_frame(
         if bilevel:
             img = img.convert("1", dither=Image.Dither.NONE)
         img.save(buf, "PNG", dpi=(resolution, resolution), compress_level=1)
-    elif page_format == PageFormat.JPEG:
-        img.save(buf, "JPEG", quality=JPEG_QUALITY, dpi=(resolution, resolution))
     else:
         raise DataFormatError(f"unknown page format {page_format}")
     return ScannedPage(index, page_format, buf.getvalue(), width, height, resolution)
