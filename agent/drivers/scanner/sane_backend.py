@@ -10,6 +10,10 @@ hotplug). Options (``[drivers.sane]``):
 * ``device_options``: ``{device name: {sane option: value}}`` set after the
   standard ones on every job (vendor tuning; the tests use it for fault injection).
 
+A USB scanner's stable key comes from its USB serial number (or physical port), not from
+its SANE name, which carries the device number that changes on every plug-in (see
+:mod:`agent.drivers.scanner.usb_identity`).
+
 SANE statuses map to agent errors: ``JAMMED`` -> ``PAPER_JAM``, ``NO_DOCS`` ->
 ``FEEDER_EMPTY`` (only when no page came yet: afterwards it is the normal end of a
 feeder job), ``COVER_OPEN``, ``DEVICE_BUSY`` -> :class:`DeviceBusyError`,
@@ -38,6 +42,7 @@ from agent.domain.scanner import (
 from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext, Scanner
 from agent.drivers.scanner.health import ScannerHealth
 from agent.drivers.scanner.page_encoding import encode_frame
+from agent.drivers.scanner.usb_identity import SYSFS, sane_stable_key
 from agent.errors import (
     AgentError,
     ConfigError,
@@ -423,6 +428,8 @@ class SaneBackend(DeviceBackend):
         self._devices: dict[str, SaneScanner] = {}
         self._reported_failure = False
         self.enumerated = asyncio.Event()
+        #: Where USB devices are looked up for stable keys (a seam for the tests).
+        self._sysfs = SYSFS
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._watch())
@@ -468,22 +475,23 @@ class SaneBackend(DeviceBackend):
             self._ctx.device_lost(DeviceFamily.SCANNER, self.name, name, "not enumerated by SANE any more")
 
     async def _adopt(self, name: str, vendor: str, model: str, kind: str) -> None:
-        def read_options() -> tuple[ScannerCapabilities, SaneOptionMap]:
+        def read_options() -> tuple[ScannerCapabilities, SaneOptionMap, str]:
             handle = SaneLibrary.open(name)
             try:
-                return describe_options(handle.opt)
+                caps, option_map = describe_options(handle.opt)
             finally:
                 handle.close()
+            return caps, option_map, sane_stable_key(name, self._sysfs)
 
         try:
-            caps, option_map = await self._ctx.run_blocking(read_options)
+            caps, option_map, stable_key = await self._ctx.run_blocking(read_options)
         except Exception as exc:
             self._ctx.logger.info("SANE device %s could not be opened (%s)", name, sane_status(exc) or "error")
             return
         descriptor = DeviceDescriptor(
             family=DeviceFamily.SCANNER,
             backend=self.name,
-            stable_key=name,
+            stable_key=stable_key,
             name=f"{vendor} {model}".strip(),
             vendor=vendor,
             model=model,
