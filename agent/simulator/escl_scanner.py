@@ -446,11 +446,14 @@ class _EmbeddedServer(uvicorn.Server):
 class EsclEmulator:
     """Runs the emulator on 127.0.0.1 inside the current event loop."""
 
-    def __init__(self, state: EmulatorState | None = None, port: int = 0, announce: bool = False) -> None:
+    def __init__(self, state: EmulatorState | None = None, port: int = 0, announce: bool = False, *,
+                 tls_cert: str | None = None, tls_key: str | None = None) -> None:
         self.state = state or EmulatorState()
         self.app = EsclEmulatorApp(self.state)
         self._port = port
         self._announce = announce
+        #: With a certificate (PEM) and its key the emulator speaks HTTPS and announces _uscans.
+        self._tls = (tls_cert, tls_key) if tls_cert and tls_key else None
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._zeroconf: Any = None
@@ -458,14 +461,15 @@ class EsclEmulator:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/eSCL"
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}/eSCL"
 
     async def start(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self._port))
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
+        tls: dict[str, Any] = {"ssl_certfile": self._tls[0], "ssl_keyfile": self._tls[1]} if self._tls else {}
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off", **tls)
         self._server = _EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:
@@ -480,9 +484,10 @@ class EsclEmulator:
         from zeroconf.asyncio import AsyncZeroconf
 
         self._zeroconf = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+        service = "_uscans._tcp.local." if self._tls else "_uscan._tcp.local."
         info = ServiceInfo(
-            "_uscan._tcp.local.",
-            f"{self.state.name} {self.port}._uscan._tcp.local.",
+            service,
+            f"{self.state.name} {self.port}.{service}",
             addresses=[socket.inet_aton("127.0.0.1")],
             port=self.port,
             properties=txt_record(self.state),
@@ -504,7 +509,8 @@ class EsclEmulator:
 
 async def _main(args: argparse.Namespace) -> None:
     state = EmulatorState(name=args.name, sheets=args.sheets)
-    emulator = EsclEmulator(state, port=args.port, announce=not args.no_zeroconf)
+    emulator = EsclEmulator(state, port=args.port, announce=not args.no_zeroconf, tls_cert=args.tls_cert,
+                            tls_key=args.tls_key)
     await emulator.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -528,6 +534,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sheets", type=int, default=10)
     parser.add_argument("--name", default="Centre eSCL Emulator")
     parser.add_argument("--no-zeroconf", action="store_true")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (announced as _uscans)")
+    parser.add_argument("--tls-key", help="the PEM private key of --tls-cert")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(_main(args))

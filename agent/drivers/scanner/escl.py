@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import hashlib
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from xml.etree import ElementTree
 
@@ -28,6 +30,7 @@ from agent.domain.scanner import (
 from agent.drivers.base import DriverContext, Scanner
 from agent.drivers.scanner.health import ScannerHealth
 from agent.drivers.scanner.page_encoding import transcode_jpeg
+from agent.drivers.scanner.tls_pins import CertificatePins, TlsPolicy
 from agent.errors import (
     AgentError,
     DataFormatError,
@@ -197,6 +200,18 @@ def scan_settings_xml(settings: ScanSettings) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root)
 
 
+def _certificate_refused(exc: BaseException) -> bool:
+    """Whether a transport error comes from a certificate that failed verification."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class EsclClient:
     """Async eSCL client for one scanner at ``base_url`` (e.g. ``http://host:port/eSCL``).
 
@@ -213,11 +228,24 @@ class EsclClient:
         busy_retries: int = 5,
         retry_delay: float = 0.5,
         max_retry_delay: float = 4.0,
-        tls_verify: bool = True,
+        tls: TlsPolicy = TlsPolicy.VERIFY,
+        pins: CertificatePins | None = None,
+        pin_key: str = "",
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._tls = tls
+        self._pins = pins if pins is not None else CertificatePins(None)
+        self._pin_key = pin_key or self.base_url
+        verify: bool | ssl.SSLContext = tls is TlsPolicy.VERIFY
+        hooks: dict[str, list[Callable[[httpx.Response], Awaitable[None]]]] = {}
+        if tls is TlsPolicy.PIN:
+            # no CA check: the certificate itself is compared with the pinned one, on every response
+            verify = ssl.create_default_context()
+            verify.check_hostname = False
+            verify.verify_mode = ssl.CERT_NONE
+            hooks["response"] = [self._check_pin]
         self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=5.0), follow_redirects=False, verify=tls_verify
+            timeout=httpx.Timeout(timeout, connect=5.0), follow_redirects=False, verify=verify, event_hooks=hooks
         )
         self._busy_retries = busy_retries
         self._retry_delay = retry_delay
@@ -225,6 +253,24 @@ class EsclClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    async def _check_pin(self, response: httpx.Response) -> None:
+        """Before any of a response is used: the scanner's certificate is the pinned one."""
+        if response.url.scheme != "https":
+            return
+        stream = response.extensions.get("network_stream")
+        ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if not der:
+            await response.aclose()
+            raise DeviceUnavailableError(f"scanner at {self.base_url} showed no TLS certificate to check",
+                                         reason="TLS_UNTRUSTED")
+        if not self._pins.check(self._pin_key, hashlib.sha256(der).hexdigest()):
+            await response.aclose()
+            raise DeviceUnavailableError(
+                f"scanner at {self.base_url} presents another TLS certificate than the one pinned when it was "
+                f"first seen (replaced, or someone in between); if it was replaced, delete its entry from "
+                f"{self._pins.path or 'the pin file'}", reason="TLS_CERTIFICATE_CHANGED")
 
     async def _request(
         self, method: str, url: str, *, in_job: bool = False, content: bytes | None = None
@@ -239,6 +285,10 @@ class EsclClient:
                     raise DeviceGoneError(
                         "scanner stopped answering during the scan; the partial page was discarded"
                     ) from exc
+                if _certificate_refused(exc):
+                    raise DeviceUnavailableError(
+                        f"scanner at {self.base_url} presents a TLS certificate no trusted CA vouches for "
+                        "(drivers.escl.tls = \"pin\" trusts it on first use)", reason="TLS_UNTRUSTED") from exc
                 raise DeviceUnavailableError(f"scanner at {self.base_url} is not reachable") from exc
             if response.status_code != 503:
                 return response

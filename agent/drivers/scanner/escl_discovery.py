@@ -5,7 +5,9 @@ Options (``[drivers.escl]``):
 
 * ``urls``: list of eSCL root URLs, e.g. ``["http://192.0.2.7/eSCL"]``;
 * ``zeroconf``: browse DNS-SD (default true);
-* ``tls_verify``: verify certificates of ``https`` scanners (default true);
+* ``tls``: how ``https`` (``_uscans``) scanners are trusted: ``pin`` (default: trust on
+  first use, the certificate pinned in the state directory), ``verify`` (CA chain and
+  host name) or ``off`` (see :mod:`agent.drivers.scanner.tls_pins`);
 * ``retry_delay``: first delay, seconds, between probes of an unreachable configured scanner;
 * ``status_interval``: seconds between status polls of an idle scanner (default 60; 0 = off),
   so health shows an offline scanner or a pending jam without waiting for a job.
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from agent.domain.device import DeviceDescriptor, DeviceFamily
 from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext
 from agent.drivers.scanner.escl import EsclClient, EsclScanner
+from agent.drivers.scanner.tls_pins import PINS_FILE, CertificatePins, TlsPolicy
 from agent.errors import AgentError, ConfigError
 
 if TYPE_CHECKING:
@@ -41,14 +44,15 @@ async def probe_escl(
     backend: str,
     connection: str = "network",
     stable_key: str = "",
-    tls_verify: bool = True,
+    tls: TlsPolicy = TlsPolicy.VERIFY,
+    pins: CertificatePins | None = None,
     status_interval: float = 60.0,
 ) -> EsclScanner:
     """Ask the scanner at ``url`` for its capabilities and build the device object.
 
     Raises :class:`~agent.errors.DeviceUnavailableError` when it does not answer.
     """
-    client = EsclClient(url, tls_verify=tls_verify)
+    client = EsclClient(url, tls=tls, pins=pins, pin_key=stable_key or url)
     try:
         caps = await client.capabilities()
     except BaseException:
@@ -91,7 +95,8 @@ class EsclBackend(DeviceBackend):
             raise ConfigError("drivers.escl.urls must be a list of URLs")
         self._urls: list[str] = list(urls)
         self._browse = bool(options.get("zeroconf", True))
-        self._tls_verify = bool(options.get("tls_verify", True))
+        self._tls = TlsPolicy.parse(options.get("tls", "pin"))
+        self._pins: CertificatePins | None = None  # loaded at start (the state directory)
         self._retry_delay = float(options.get("retry_delay", 5.0))
         self._status_interval = float(options.get("status_interval", 60.0))
         self._tasks: set[asyncio.Task[None]] = set()
@@ -106,6 +111,8 @@ class EsclBackend(DeviceBackend):
         task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
+        if self._tls is TlsPolicy.PIN:
+            self._pins = await self._ctx.run_blocking(CertificatePins, self._ctx.state_dir / PINS_FILE)
         for url in self._urls:
             self._spawn(self._watch_configured(url))
         if self._browse:
@@ -139,7 +146,8 @@ class EsclBackend(DeviceBackend):
                     self._ctx,
                     url,
                     backend=self.name,
-                    tls_verify=self._tls_verify,
+                    tls=self._tls,
+                    pins=self._pins,
                     status_interval=self._status_interval,
                 )
             except AgentError as exc:
@@ -208,7 +216,8 @@ class EsclBackend(DeviceBackend):
                 url,
                 backend=self.name,
                 stable_key=properties.get("uuid", ""),
-                tls_verify=self._tls_verify,
+                tls=self._tls,
+                pins=self._pins,
                 status_interval=self._status_interval,
             )
         except AgentError as exc:
