@@ -233,9 +233,34 @@ def test_curve_arithmetic_agrees_with_cryptography() -> None:
             continue
         k = int.from_bytes(hashlib.sha256(curve.name.encode()).digest(), "big") % curve.n
         numbers = ec.derive_private_key(k, curve.crypto_curve).public_key().public_numbers()
+        assert curve._multiply_python(k, curve.generator) == (numbers.x, numbers.y)
         assert curve.multiply(k, curve.generator) == (numbers.x, numbers.y)
         checked += 1
     assert checked == 8
+
+
+def test_openssl_and_python_multiplication_agree_on_any_point() -> None:
+    """Curve.multiply takes OpenSSL's way (ECDH plus a square root, the sign found with a
+    second ECDH) where it can: the same points as the Python arithmetic, edge scalars too."""
+    import random
+
+    from agent.drivers.idcard.curves import STANDARD_CURVES
+    from agent.errors import DeviceProtocolError
+
+    rng = random.Random(9303)
+    for curve in STANDARD_CURVES:
+        other = curve._multiply_python(rng.randrange(2, curve.n - 1), curve.generator)
+        scalars = [1, 2, 3, curve.n - 1, curve.n - 2, curve.n + 5] + [rng.randrange(1, curve.n) for _ in range(4)]
+        for k in scalars:
+            for point in (curve.generator, other):
+                expected = curve._multiply_python(k, point)
+                assert curve.multiply(k, point) == expected, (curve.name, k)
+                assert curve.multiply_x(k, point) == expected[0], (curve.name, k)
+        with pytest.raises(DeviceProtocolError):
+            curve.multiply(curve.n, other)
+        if curve.crypto_curve is not None:
+            with pytest.raises(DeviceProtocolError):
+                curve.multiply_x(5, (other[0], (other[1] + 1) % curve.p))  # not on the curve
 
 
 def test_aes_secure_messaging_cross_check() -> None:

@@ -3,12 +3,14 @@
 PACE generic mapping needs what ``cryptography`` does not expose: a point sum
 ``G' = s*G + H`` and scalar multiplication with that non-standard generator. This
 module does affine/Jacobian arithmetic on the short Weierstrass curves of the PACE
-standardized parameter table (Part 11, 9.5.1). Curve constants are the published
+standardized parameter table (Part 11, 9.5.1); scalar multiplications go to OpenSSL
+(through ECDH, see :meth:`Curve.multiply`) on the curves ``cryptography`` knows. Curve constants are the published
 SEC 2 / RFC 5639 values (generated from OpenSSL's explicit parameters and
 cross-checked against ``cryptography`` in the tests).
 
-Timing note: this is not constant-time. It only runs on the terminal side with
-ephemeral keys used once; the card emulator uses it too.
+Timing note: the Python arithmetic is not constant-time. It only runs with ephemeral keys
+used once, and for the scalar only on the curves OpenSSL does not offer here (secp224r1 and
+three brainpool curves); the card emulator uses it too.
 """
 
 from __future__ import annotations
@@ -115,10 +117,66 @@ class Curve:
         zi2 = zi * zi % self.p
         return x * zi2 % self.p, y * zi2 * zi % self.p
 
-    def multiply(self, k: int, pt: Point) -> Point:
+    def _scalar(self, k: int) -> int:
         k %= self.n
         if k == 0:
             raise DeviceProtocolError("EC scalar is zero modulo the group order")
+        return k
+
+    def multiply(self, k: int, pt: Point) -> Point:
+        """``k * pt``. In OpenSSL (constant time in ``k``) for the generator of every curve
+        ``cryptography`` knows, and for any point on the NIST curves, where OpenSSL's own
+        arithmetic is much faster than Python's; elsewhere in Python (OpenSSL's generic
+        arithmetic, run twice for one point, is no faster there)."""
+        k = self._scalar(k)
+        if self.crypto_curve is not None and (pt == self.generator or self.name in _OPENSSL_ANY_POINT):
+            return self._multiply_openssl(k, pt)
+        return self._multiply_python(k, pt)
+
+    def multiply_x(self, k: int, pt: Point) -> int:
+        """The x coordinate of ``k * pt`` (an ECDH shared secret): one ECDH in OpenSSL where
+        ``cryptography`` knows the curve."""
+        k = self._scalar(k)
+        if self.crypto_curve is None:
+            return self._multiply_python(k, pt)[0]
+        private = ec.derive_private_key(k, self.crypto_curve)
+        return int.from_bytes(private.exchange(ec.ECDH(), self._public_key(pt)), "big")
+
+    def _public_key(self, pt: Point) -> ec.EllipticCurvePublicKey:
+        assert self.crypto_curve is not None
+        try:
+            return ec.EllipticCurvePublicNumbers(pt[0], pt[1], self.crypto_curve).public_key()
+        except ValueError as exc:
+            raise DeviceProtocolError("EC point is not on the curve") from exc
+
+    def _multiply_openssl(self, k: int, pt: Point) -> Point:
+        """``cryptography`` multiplies the generator outright; any other point only through
+        ECDH, which gives the x coordinate of ``k * pt``. Its y is one of the two square roots
+        of the curve equation; the right one is the root R for which ``R + pt`` has the x
+        coordinate of ``(k + 1) * pt`` (a second ECDH)."""
+        curve = self.crypto_curve
+        assert curve is not None
+        private = ec.derive_private_key(k, curve)
+        if pt == self.generator:
+            numbers = private.public_key().public_numbers()
+            return numbers.x, numbers.y
+        peer = self._public_key(pt)
+        p = self.p
+        next_k = (k + 1) % self.n
+        if next_k == 0:  # k = n - 1: k * pt = -pt
+            return pt[0], (-pt[1]) % p
+        x = int.from_bytes(private.exchange(ec.ECDH(), peer), "big")
+        rhs = (x * x * x + self.a * x + self.b) % p
+        y = pow(rhs, (p + 1) // 4, p)
+        if y * y % p != rhs:
+            raise DeviceProtocolError("EC computation left the curve")
+        next_x = int.from_bytes(ec.derive_private_key(next_k, curve).exchange(ec.ECDH(), peer), "big")
+        total = self._add((x, y, 1), (pt[0], pt[1], 1))
+        if total[2] != 0 and self._affine(total)[0] == next_x:  # (x, y) = -pt sums to infinity
+            return x, y
+        return x, (-y) % p
+
+    def _multiply_python(self, k: int, pt: Point) -> Point:
         acc: tuple[int, int, int] = (0, 1, 0)
         base = (pt[0], pt[1], 1)
         for bit in bin(k)[2:]:
@@ -130,6 +188,10 @@ class Curve:
     def add(self, p1: Point, p2: Point) -> Point:
         return self._affine(self._add((p1[0], p1[1], 1), (p2[0], p2[1], 1)))
 
+
+#: Curves on which OpenSSL multiplies any point faster (two ECDH) than Python does once;
+#: all have p = 3 mod 4, which the square root in Curve._multiply_openssl needs.
+_OPENSSL_ANY_POINT = frozenset({"secp256r1", "secp384r1", "secp521r1"})
 
 STANDARD_CURVES: tuple[Curve, ...] = (
     Curve(

@@ -122,7 +122,7 @@ async def perform_pace(channel: CardChannel, info: PaceInfo, key: AccessKey) -> 
     pk_eph_ic = curve.decode_point(dynamic_data(response, 0x84))
     if pk_eph_ic == pk_eph:
         raise DeviceProtocolError("PACE: the card echoed the terminal's ephemeral key")
-    shared = curve.multiply(sk_eph, pk_eph_ic)[0].to_bytes(curve.field_size, "big")
+    shared = curve.multiply_x(sk_eph, pk_eph_ic).to_bytes(curve.field_size, "big")
     ks_enc, ks_mac = suite.kdf(shared, KDF_ENC), suite.kdf(shared, KDF_MAC)
 
     # 4. mutual authentication

@@ -394,7 +394,7 @@ class EmulatedEmrtd:
             run.pk_eph_pcd = curve.decode_point(item.value)
             run.sk_eph = self._scalar(curve)
             run.pk_eph = curve.multiply(run.sk_eph, run.mapped)
-            secret = curve.multiply(run.sk_eph, run.pk_eph_pcd)[0].to_bytes(curve.field_size, "big")
+            secret = curve.multiply_x(run.sk_eph, run.pk_eph_pcd).to_bytes(curve.field_size, "big")
             run.ks_enc, run.ks_mac = suite.kdf(secret, KDF_ENC), suite.kdf(secret, KDF_MAC)
             return tlv.encode(0x7C, tlv.encode(0x84, curve.encode_point(run.pk_eph))), SW_OK
         if item.tag == 0x85 and run.pk_eph is not None and run.pk_eph_pcd is not None:
