@@ -20,6 +20,7 @@ differ after all, or a file not have the expected layout, the page is encoded in
 
 from __future__ import annotations
 
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import cast
@@ -76,8 +77,14 @@ def _encode(pixels: bytes | bytearray | memoryview, width: int, height: int, mod
         options["subsampling"] = "4:2:0"
     # Pillow encodes into a file descriptor with the GIL released (into a BytesIO it holds
     # it), so strips encode in parallel. An anonymous memory file (memfd): nothing touches a
-    # disk or has a path.
-    with os.fdopen(os.memfd_create("centre-jpeg", os.MFD_CLOEXEC), "w+b") as out:
+    # disk or has a path. Where a sandbox refuses memfd_create, a BytesIO does the same, serially.
+    try:
+        memory_file = os.memfd_create("centre-jpeg", os.MFD_CLOEXEC)
+    except OSError:
+        buffer = io.BytesIO()
+        img.save(buffer, "JPEG", **options)
+        return buffer.getvalue()
+    with os.fdopen(memory_file, "w+b") as out:
         img.save(out, "JPEG", **options)
         out.seek(0)
         return out.read()

@@ -114,3 +114,16 @@ def test_a_page_is_never_written_anywhere(tmp_path_factory: pytest.TempPathFacto
     encode_jpeg(pixels, 1240, 1000, "RGB", quality=75, dpi=300, workers=2)
     assert opened
     assert [target for target in opened if not isinstance(target, int)] == []
+
+
+def test_without_memfd_the_page_is_still_encoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sandbox that refuses memfd_create (EPERM) gets the same JPEG, encoded through memory."""
+    import os
+
+    def refused(*_: object) -> int:
+        raise PermissionError(1, "Operation not permitted")
+
+    pixels = _frame(1240, 1000, "RGB")
+    expected = encode_jpeg(pixels, 1240, 1000, "RGB", quality=75, dpi=300, workers=2)
+    monkeypatch.setattr(os, "memfd_create", refused)
+    assert encode_jpeg(pixels, 1240, 1000, "RGB", quality=75, dpi=300, workers=2) == expected
