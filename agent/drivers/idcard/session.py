@@ -210,10 +210,11 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
 
     sod_raw = await files.read(EF_SOD)
     # Background work is timed to the two long waits on the card, and sized to fit them: a
-    # Python-heavy step holds the GIL, and so does a bulk cipher call, so a reply that comes
-    # back while one runs waits for it. DG2 is read last: while its bulk is on the wire,
-    # EF.SOD's signature and chain and the DG13 parser run; while the card computes the AA
-    # signature, DG2's secure-messaging check, decryption and face parser.
+    # Python-heavy step holds the GIL, so a reply that comes back while one runs waits for it,
+    # and any step takes CPU the card's side (pcscd, a reader driver) may want during short
+    # exchanges. DG2 is read last: while its bulk is on the wire, EF.SOD's signature and chain
+    # and the DG13 parser run; while the card computes the AA signature, DG2's
+    # secure-messaging check, decryption (the cipher releases the GIL) and face parser.
     sod_check: asyncio.Future[_Outcome[SodCheck]] | None = None
     dg13_parse: asyncio.Future[_Outcome[Dg13]] | None = None
 
