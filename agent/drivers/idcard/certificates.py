@@ -80,12 +80,6 @@ class Certificate:
         except Exception as exc:  # asn1crypto raises ValueError/TypeError/KeyError...
             raise DataFormatError("not an X.509 certificate") from exc
 
-    @staticmethod
-    def load_cached(der: bytes) -> Certificate:
-        """:meth:`load`, remembering the last certificates loaded (by their whole DER): the
-        Document Signer certificate in EF.SOD is the same for a great many cards."""
-        return _load_cached(der)
-
     def public_key(self) -> PublicKey | None:
         """The subject's key from the already parsed certificate, or None when only the slow
         path (asn1crypto, explicit curve parameters...) can produce it."""
@@ -128,5 +122,7 @@ class Certificate:
 
 
 @functools.lru_cache(maxsize=64)
-def _load_cached(der: bytes) -> Certificate:
+def load_certificate_cached(der: bytes) -> Certificate:
+    """:meth:`Certificate.load`, remembering the last certificates loaded (by their whole DER):
+    the Document Signer certificate in EF.SOD is the same for a great many cards."""
     return Certificate.load(der)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent.domain.idcard import Verdict
-from agent.drivers.idcard.certificates import Certificate
+from agent.drivers.idcard.certificates import Certificate, load_certificate_cached
 from agent.drivers.idcard.signatures import signed_content_verifies
 from agent.drivers.idcard.sod import Sod, parse_sod
 from agent.drivers.idcard.trust_store import TrustStore
@@ -82,7 +82,7 @@ def check_sod(sod_data: bytes | None, trust: TrustStore | None, now: dt.datetime
             outcome.signer_details = ["EF.SOD carries no DS certificate"]
             return CheckResult(Verdict.INVALID)
         try:
-            ds = Certificate.load_cached(sod.ds_certificate.dump())
+            ds = load_certificate_cached(sod.ds_certificate.dump())
         except DataFormatError:
             outcome.signer_details = ["DS certificate malformed"]
             return CheckResult(Verdict.INVALID)

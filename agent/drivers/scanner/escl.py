@@ -233,7 +233,6 @@ class EsclClient:
         pin_key: str = "",
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._tls = tls
         self._pins = pins if pins is not None else CertificatePins(None)
         self._pin_key = pin_key or self.base_url
         verify: bool | ssl.SSLContext = tls is TlsPolicy.VERIFY

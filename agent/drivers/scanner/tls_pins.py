@@ -70,9 +70,6 @@ class CertificatePins:
             raise ConfigError(f"{path} is not a pin file: delete it to pin scanners anew")
         return dict(loaded)
 
-    def __contains__(self, key: str) -> bool:
-        return key in self._pins
-
     def check(self, key: str, fingerprint: str) -> bool:
         """True when ``fingerprint`` is the one pinned for ``key``, or was just pinned (first
         use); False when another one is pinned."""
