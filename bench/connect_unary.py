@@ -9,7 +9,7 @@
    ``DeviceService.WatchEvents`` stream by an HTTP client, vs the same event read off the native
    gRPC stream over the unix socket, in the same run.
 
-Run: /work/venv/bin/python bench/connect_unary.py
+Run: .venv/bin/python bench/connect_unary.py
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Each round verifies twice on that device, alternating which path goes first:
 
 Prints the medians and the ratio (target <= 1.2x); then the same for capture, which
 skips the matcher and so shows what the agent's bridge itself costs. Run:
-``/work/venv/bin/python bench/fingerprint_verify.py [rounds]``.
+``.venv/bin/python bench/fingerprint_verify.py [rounds]``.
 """
 
 from __future__ import annotations

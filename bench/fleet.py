@@ -7,7 +7,7 @@ real fleet would produce. Each fleet size runs for a few seconds; the figures
 are errors, p50/p99 latency and the gateway's RSS, and the largest fleet held with
 p99 <= 100 ms (ratio p99 / 100 ms printed as the verdict).
 
-    /work/venv/bin/python bench/fleet.py [--levels 50000,100000,...] [--seconds 5]
+    .venv/bin/python bench/fleet.py [--levels 50000,100000,...] [--seconds 5]
                                          [--gateways sqlite:1,postgresql:1,postgresql:2]
 
 ``BACKEND:WORKERS``: workers are gateway processes sharing the port, one per core.

@@ -10,7 +10,7 @@ is put on the reader N times; for each insertion the figure is
 
 both on this process's ``perf_counter``. Target: <= +20 ms (median and p90 printed).
 
-    /work/venv/bin/python bench/idcard_events.py [--inserts 20]
+    .venv/bin/python bench/idcard_events.py [--inserts 20]
 """
 
 from __future__ import annotations

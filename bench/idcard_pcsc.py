@@ -30,7 +30,7 @@
 3. pcscd stopped and started again: time from its start to the reader READY at the backend
    (target: within 2 s), and to the card present again.
 
-    /work/venv/bin/python bench/idcard_pcsc.py [--reads 30] [--inserts 8]
+    .venv/bin/python bench/idcard_pcsc.py [--reads 30] [--inserts 8]
 
 Starts its own private pcscd (see tests/idcard/pcsc_testbed.py) and stops it at the end.
 """

@@ -8,7 +8,7 @@
 3. Pure replay (recorded responses, no card at all): the protocol floor.
 4. APDUs to read DG2 with an extended-length reader, and with short APDUs only.
 
-Run: /work/venv/bin/python bench/idcard_read.py
+Run: .venv/bin/python bench/idcard_read.py
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Per-call cost of the mTLS identity check against the static bearer-token check.
 
-    /work/venv/bin/python bench/mtls_auth.py [--calls 200000]
+    .venv/bin/python bench/mtls_auth.py [--calls 200000]
 
 Every reporting call on the mTLS port runs CertificateAuthenticator.authenticate (cached
 certificate parse, revocation-set and status lookups). The baseline in the same run is

@@ -4,7 +4,7 @@ Both print to the same ippeveprinter (fake print command, private D-Bus + avahi 
 and both follow the job with Get-Job-Attributes at the same interval until it ends.
 Prints the median of each and their ratio (target <= 1.2x).
 
-    /work/venv/bin/python bench/print_ipp.py [--rounds N]
+    .venv/bin/python bench/print_ipp.py [--rounds N]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Checks: all complete, in order per client (the printer's job ids rise in each cl
 submission order), none lost. Prints the time per job through the agent (the emulated
 printer takes 0.05 s per job; the IPP backend polls a running job every 0.1 s).
 
-    /work/venv/bin/python bench/print_queue.py
+    .venv/bin/python bench/print_queue.py
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Scan-to-PDF benchmarks for the scanner drivers and the streaming PDF writer.
 
-    /work/venv/bin/python bench/scan_pdf.py [--runs 5]
+    .venv/bin/python bench/scan_pdf.py [--runs 5]
 
 1. One A4 300 dpi colour page to a PDF: SANE backend + pdf_stream vs
    ``scanimage --format=pdf`` on the same SANE ``test`` backend (target <= 1.3x).

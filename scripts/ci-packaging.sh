@@ -11,7 +11,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=packaging/debian/out
 PY=${PYTHON:-.venv/bin/python}
-[ -x "$PY" ] || PY=/work/venv/bin/python
 PACKAGES=(centre-agent centre-gateway)
 
 fail() { echo "ci-packaging.sh: FAIL: $*" >&2; exit 1; }

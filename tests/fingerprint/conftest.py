@@ -17,19 +17,9 @@ from tests.support.driver_context import EmittedEvent, RecordingDriverContext
 REPO = Path(__file__).resolve().parents[2]
 
 
-def shared_data() -> Path:
-    """The shared test data folder: ``$CENTRE_SHARED_DATA``, else ``<repo>/../shared/data``
-    (a git worktree one level deeper also finds its main checkout's neighbour)."""
-    override = os.environ.get("CENTRE_SHARED_DATA")
-    if override:
-        return Path(override)
-    candidates = [REPO.parent / "shared" / "data", REPO.parent.parent / "shared" / "data"]
-    return next((c for c in candidates if c.is_dir()), candidates[0])
-
-
 @pytest.fixture(scope="session")
 def prints_dir() -> Path:
-    folder = shared_data() / "fingerprints"
+    folder = REPO / "tests" / "data" / "fingerprints"
     assert (folder / "whorl.png").is_file(), f"sample prints missing in {folder}"
     return folder
 
