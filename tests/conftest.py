@@ -1,4 +1,5 @@
-"""Suite-wide checks: no test may leave a process behind or leak asyncio tasks."""
+"""Suite-wide checks: no test may leave a process behind or leak asyncio tasks, and every
+system file a test uses comes from a Debian package the scripts install."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
+from tests.support import system_files
+
+REPO = Path(__file__).resolve().parents[1]
+_uses = system_files.UseRecorder()
+_uses.install()
 
 
 def _children(pid: int) -> list[tuple[int, str]]:
@@ -27,10 +34,24 @@ def _children(pid: int) -> list[tuple[int, str]]:
     return found
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _uses.current_test = item.nodeid
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     left = _children(os.getpid())
     if left:
         print(f"\nFAIL: the test session left child processes running: {left}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    _uses.active = False
+    closure = system_files.package_closure(system_files.listed_packages(REPO))
+    problems = system_files.judge(_uses.uses.values(), exempt_roots=system_files.exempt_roots(REPO),
+                                  closure=closure)
+    if problems:
+        print("\nFAIL: the tests used system files that no package in scripts/apt/*.txt provides:")
+        for problem in problems:
+            print(f"  {problem}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
