@@ -105,7 +105,8 @@ class DeviceStateError(AgentError):
     """The device is in a state where the operation cannot run (paper jam, cover open, no paper...).
 
     ``reason`` names the state precisely, e.g. ``PAPER_JAM``, ``FEEDER_EMPTY``,
-    ``COVER_OPEN``, ``MEDIA_EMPTY``, ``NO_CARD``.
+    ``COVER_OPEN``, ``MEDIA_EMPTY``, ``NO_CARD``; ``SEVERAL_CARDS`` when a read names no
+    reader and more than one reader holds a card (the message names them).
     """
 
     reason = "DEVICE_STATE"

@@ -72,7 +72,7 @@ def device_pb(info: d.DeviceInfo, state_since: float = 0.0) -> cpb.Device:
                      vendor=info.vendor, model=info.model, serial=info.serial, connection=info.connection,
                      state=STATE_TO_PB[info.state], health=health,
                      features=sorted(info.capabilities.features), lease_holder=info.lease_holder,
-                     simulated=info.simulated)
+                     simulated=info.simulated, card_present=info.card_present)
     if state_since:
         msg.state_since.CopyFrom(timestamp(state_since))
     return msg

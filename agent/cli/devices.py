@@ -6,6 +6,7 @@ import argparse
 
 from agent.cli.output import device_json, emit_json, event_json, run_client
 from agent.client import AgentClient
+from centre.agent.v1 import agent_pb2 as apb
 from centre.agent.v1 import devices_pb2 as dpb
 
 
@@ -29,15 +30,31 @@ def cmd_devices(args: argparse.Namespace) -> int:
     async def go() -> int:
         async with AgentClient.connect(args.socket, args.client_id) as client:
             reply = await client.devices.ListDevices(dpb.ListDevicesRequest(include_gone=args.all), timeout=10)
+            health = None if reply.devices or args.json else await client.agent.GetHealth(
+                apb.GetHealthRequest(), timeout=10)
         rows = [device_json(d) for d in reply.devices]
         if args.json:
             emit_json(rows)
+        elif health is not None:
+            print(no_devices_line(health))
         else:
             for r in rows:
+                card = "  card on the reader" if r.get("card_present") else ""
                 holder = f"  leased by {r['lease_holder']}" if r["lease_holder"] else ""
-                print(f"{r['id']:<26} {r['family']:<12} {r['state']:<8} {r['name']}{holder}")
+                print(f"{r['id']:<26} {r['family']:<12} {r['state']:<8} {r['name']}{card}{holder}")
         return 0
     return run_client(go)
+
+
+def no_devices_line(health: apb.AgentHealth) -> str:
+    """What ``devices`` says when the agent has found nothing: which backends look, and what next."""
+    if health.backends:
+        running = f"backends running: {', '.join(health.backends)}"
+    else:
+        running = "no driver backend is running (enable them in [drivers.*] of the agent's config)"
+    failed = f"; failed to start: {'; '.join(health.backend_errors)}" if health.backend_errors else ""
+    return (f"no device found ({running}{failed}); "
+            "check cables and power, then run `centre-agent doctor`")
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     idc = sub.add_parser("idcard", help="chip ID cards").add_subparsers(dest="idcard_cmd", required=True)
     r = idc.add_parser("read", help="read and verify the card on the reader")
     add_client_options(r)
-    r.add_argument("--device", default="", help="reader id (default: the only reader)")
+    r.add_argument("--device", default="", help="reader id (default: the one reader holding a card)")
     r.add_argument("--doc-number", help="document number (MRZ)")
     r.add_argument("--birth-date", help="date of birth YYMMDD (MRZ)")
     r.add_argument("--expiry-date", help="date of expiry YYMMDD (MRZ)")

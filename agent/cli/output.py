@@ -25,7 +25,8 @@ def family_name(value: int) -> str:
 
 
 def device_json(d: cpb.Device) -> dict[str, Any]:
-    return {
+    """One device; ``card_present`` only for ID-card readers (it means nothing elsewhere)."""
+    row: dict[str, Any] = {
         "id": d.id, "family": family_name(d.family), "state": enum_name(cpb.DeviceState, d.state, "DEVICE_STATE_"),
         "name": d.name, "backend": d.backend, "vendor": d.vendor, "model": d.model, "serial": d.serial,
         "connection": d.connection, "lease_holder": d.lease_holder, "features": list(d.features),
@@ -38,6 +39,9 @@ def device_json(d: cpb.Device) -> dict[str, Any]:
             "counters": dict(d.health.counters), "last_error": d.health.last_error,
         },
     }
+    if d.family == cpb.DEVICE_FAMILY_IDCARD:
+        row["card_present"] = d.card_present
+    return row
 
 
 def event_json(e: dpb.Event) -> dict[str, Any]:

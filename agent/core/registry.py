@@ -3,6 +3,10 @@
 States: ``present`` (found, opening) -> ``ready`` / ``error`` (driver's health)
 -> ``busy`` while an operation runs -> ``gone`` when lost for longer than the
 debounce window. A device found again keeps its id and history.
+
+An ID-card reader's card presence is part of its listed state: the reader calls
+``health_changed`` when a card comes or goes, and a request that names no reader goes to
+the one reader holding a card (:meth:`DeviceRegistry.resolve`).
 """
 
 from __future__ import annotations
@@ -24,12 +28,16 @@ from agent.domain.device import (
     DeviceState,
 )
 from agent.domain.events import Event, EventKind
-from agent.drivers.base import Device
-from agent.errors import DeviceUnavailableError, InvalidRequestError, NotFoundError
+from agent.drivers.base import Device, IdCardReader
+from agent.errors import DeviceStateError, DeviceUnavailableError, InvalidRequestError, NotFoundError
 
 log = logging.getLogger(__name__)
 
 _EMPTY_HEALTH = DeviceHealth(state=DeviceState.PRESENT)
+
+#: Feature of an ID-card reader slot that holds a secure access module, not a citizen's card:
+#: a read that names no reader never goes there.
+SAM_SLOT = "sam_slot"
 
 
 @dataclass(eq=False)
@@ -46,13 +54,25 @@ class _Entry:
     lease_holder: str = ""
     removal: asyncio.TimerHandle | None = None
     opening: asyncio.Task[None] | None = None
+    card_listed: bool = False  # the card presence last published in a state event
+
+    def card_present(self) -> bool:
+        """Read from the reader itself (its own state, no I/O), so a card event carries it."""
+        device = self.device
+        if not isinstance(device, IdCardReader) or self.state is DeviceState.GONE:
+            return False
+        try:
+            return device.card_present()
+        except Exception:
+            return False
 
     def info(self) -> DeviceInfo:
         d = self.descriptor
         return DeviceInfo(id=self.id, family=d.family, backend=d.backend, name=d.name, vendor=d.vendor,
                           model=d.model, serial=d.serial, connection=d.connection, state=self.state,
                           health=self.health, capabilities=self.capabilities,
-                          lease_holder=self.lease_holder, simulated=d.connection == "simulated")
+                          lease_holder=self.lease_holder, simulated=d.connection == "simulated",
+                          card_present=self.card_present())
 
 
 class DeviceRegistry:
@@ -98,7 +118,14 @@ class DeviceRegistry:
         return entry.device
 
     def resolve(self, device_id: str, family: DeviceFamily) -> str:
-        """``device_id`` itself, or the only usable device of ``family`` when it is empty."""
+        """``device_id`` itself, or, when it is empty, the device of ``family`` the request means.
+
+        That is the only usable device of the family (or the only ready one). For ID-card
+        readers it is the one reader holding a card, so a dual-interface reader (contact,
+        contactless and SAM slots) needs no device id; several cards, or none on several
+        readers, is a :class:`~agent.errors.DeviceStateError` (``SEVERAL_CARDS``, ``NO_CARD``)
+        naming the readers.
+        """
         if device_id:
             self._entry(device_id)
             return device_id
@@ -106,10 +133,24 @@ class DeviceRegistry:
                   if e.descriptor.family is family and e.state not in (DeviceState.GONE,)]
         if not usable:
             raise NotFoundError(f"no {family.value} device is connected")
+        if family is DeviceFamily.IDCARD:
+            readers = [e for e in usable if SAM_SLOT not in e.capabilities.features] or usable
+            holding = [e for e in readers if e.card_present()]
+            if len(holding) == 1:
+                return holding[0].id
+            if len(holding) > 1:
+                raise DeviceStateError(
+                    f"a card is on each of {len(holding)} readers: {_named(holding)}; "
+                    "leave one card, or name the reader with device_id", reason="SEVERAL_CARDS")
+            usable = readers
         if len(usable) > 1:
             ready = [e for e in usable if e.state in (DeviceState.READY, DeviceState.BUSY)]
             if len(ready) == 1:
                 return ready[0].id
+            if family is DeviceFamily.IDCARD:
+                raise DeviceStateError(
+                    f"no card on any of the {len(usable)} readers: {_named(usable)}; "
+                    "put the card on one, or name the reader with device_id", reason="NO_CARD")
             raise InvalidRequestError(
                 f"{len(usable)} {family.value} devices are connected: name one with device_id")
         return usable[0].id
@@ -247,9 +288,11 @@ class DeviceRegistry:
             state = DeviceState.BUSY
         if state is DeviceState.GONE:
             state = DeviceState.ERROR
-        changed = state is not entry.state or health != entry.health
+        card = entry.card_present()
+        changed = state is not entry.state or health != entry.health or card is not entry.card_listed
         if not changed:
             return
+        entry.card_listed = card
         if state is not entry.state:
             if state is DeviceState.ERROR or entry.state is DeviceState.ERROR:
                 log.info("device %s %s -> %s", entry.id, entry.state.value, state.value)
@@ -280,3 +323,9 @@ class DeviceRegistry:
                                 attributes=attributes or {}))
         for listener in self._state_listeners:
             listener(info)
+
+
+def _named(entries: Iterable[_Entry]) -> str:
+    """``"ACS ACR1252 00 00" (idcard-3f2a...), ...``: names and ids, in a stable order."""
+    ordered = sorted(entries, key=lambda e: (e.descriptor.name, e.id))
+    return ", ".join(f'"{e.descriptor.name}" ({e.id})' for e in ordered)

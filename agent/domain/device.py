@@ -129,3 +129,4 @@ class DeviceInfo:
     capabilities: Capabilities
     lease_holder: str = ""  # client id of the current lease holder, "" if free
     simulated: bool = False
+    card_present: bool = False  # ID-card readers: a card is on the reader (False for other families)

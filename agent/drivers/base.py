@@ -147,7 +147,12 @@ class Device(abc.ABC):
 class IdCardReader(Device):
     """A chip ID-card reader (contact or contactless).
 
-    Emits ``card_inserted`` / ``card_removed`` events through the context.
+    Emits ``card_inserted`` / ``card_removed`` events through the context, then calls
+    :meth:`DriverContext.health_changed`: card presence is part of the listed state, and
+    the core routes a read that names no reader to the one reader holding a card. It is
+    also called for a card already on the reader when it is found (no event then). A slot
+    that holds a secure access module declares the feature ``sam_slot``: reads naming no
+    reader never go there.
     """
 
     family = DeviceFamily.IDCARD

@@ -144,6 +144,7 @@ class SimulatedIdCardReader(IdCardReader):
         self.card = card
         self._cards_seen += 1
         self._ctx.emit(self, EventKind.CARD_INSERTED, {"reader": self.descriptor.name})
+        self._ctx.health_changed(self)  # the listed card presence follows
         return card
 
     def remove_card(self) -> None:
@@ -153,6 +154,7 @@ class SimulatedIdCardReader(IdCardReader):
         self.card.power_off()
         self.card = None
         self._ctx.emit(self, EventKind.CARD_REMOVED, {"reader": self.descriptor.name})
+        self._ctx.health_changed(self)
 
     # -- reading ---------------------------------------------------------------------------------
 

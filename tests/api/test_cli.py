@@ -93,3 +93,39 @@ def test_metrics_page_has_bounded_labels_and_no_personal_data(agent: AgentProces
     assert "client_id=centre-agent-cli" in audit_lines[-1]
     assert f"device_id={card['device_id']}" in audit_lines[-1]
     assert "outcome=OK" in audit_lines[-1]
+
+
+def test_devices_json_says_whether_a_card_is_on_the_simulated_reader(agent: AgentProcess) -> None:
+    rows = {str(r["family"]): r for r in devices(agent)}
+    assert rows["idcard"]["card_present"] is True  # the simulated reader starts with its card
+    assert all("card_present" not in r for family, r in rows.items() if family != "idcard")
+    table = agent.cli("devices")
+    idcard_line = next(line for line in table.stdout.splitlines() if str(rows["idcard"]["id"]) in line)
+    assert "card on the reader" in idcard_line
+
+
+def test_devices_with_no_device_says_so_and_what_to_check(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text("")  # no [drivers.*] table: no backend runs
+    empty = start_agent(tmp_path, simulate=False, config=config)
+    try:
+        out = empty.cli("devices")
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert len(lines) == 1
+        assert lines[0].startswith("no device found (no driver backend is running")
+        assert "centre-agent doctor" in lines[0]
+        as_json = empty.cli("devices", "--json")
+        assert as_json.returncode == 0, as_json.stderr
+        assert json.loads(as_json.stdout) == []
+    finally:
+        empty.stop()
+
+
+def test_the_no_device_line_names_the_backends_that_look() -> None:
+    from agent.cli.devices import no_devices_line
+    from centre.agent.v1 import agent_pb2 as apb
+
+    line = no_devices_line(apb.AgentHealth(backends=["pcsc", "sane"], backend_errors=["cups: cupsd not running"]))
+    assert line.startswith("no device found (backends running: pcsc, sane; failed to start: cups: cupsd not running)")
+    assert line.endswith("run `centre-agent doctor`")

@@ -188,3 +188,40 @@ async def test_oversized_request_is_invalid_argument(client: AgentClient) -> Non
         await client.devices.GetDevice(dpb.GetDeviceRequest(device_id="x" * (2 << 20)))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "exceeds" in (err.value.details() or "")
+
+
+async def test_card_presence_follows_the_simulated_card_through_the_api(client: AgentClient,
+                                                                        running: RunningAgent) -> None:
+    from agent.simulator.idcard import SimulatedIdCardReader
+
+    devices = await wait_ready(client)
+    listed = next(d for d in devices if d.family == cpb.DEVICE_FAMILY_IDCARD)
+    assert listed.card_present  # the simulated reader starts with its card
+    assert not any(d.card_present for d in devices if d.family != cpb.DEVICE_FAMILY_IDCARD)
+    reader = running.runtime.registry.device(listed.id, DeviceFamily.IDCARD)
+    assert isinstance(reader, SimulatedIdCardReader)
+
+    stream = client.devices.WatchEvents(dpb.WatchEventsRequest(device_ids=[listed.id]))
+    lease = await client.devices.ClaimDevice(dpb.ClaimDeviceRequest(device_id=listed.id, ttl_seconds=30))
+    subscribed = await asyncio.wait_for(stream.read(), 5)  # the lease event says the stream is live
+    assert isinstance(subscribed, dpb.Event)
+    assert subscribed.kind == dpb.EVENT_KIND_LEASE_CHANGED
+    reader.remove_card()
+    removed, changed = [await asyncio.wait_for(stream.read(), 5) for _ in range(2)]
+    assert isinstance(removed, dpb.Event)
+    assert isinstance(changed, dpb.Event)
+    assert removed.kind == dpb.EVENT_KIND_CARD_REMOVED
+    assert not removed.device.card_present
+    assert changed.kind == dpb.EVENT_KIND_DEVICE_STATE_CHANGED
+    assert not changed.device.card_present
+    stream.cancel()
+    await client.devices.ReleaseDevice(dpb.ReleaseDeviceRequest(lease_id=lease.lease_id))
+    assert not (await client.devices.GetDevice(dpb.GetDeviceRequest(device_id=listed.id))).card_present
+
+    key = ipb.MrzKey(document_number="203004567", date_of_birth="900115", date_of_expiry="300115")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await client.idcard.ReadCard(ipb.ReadCardRequest(mrz=key, skip_face=True))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert dict(err.value.trailing_metadata() or ())["centre-error-reason"] == "NO_CARD"
+    reader.insert_card()
+    assert (await client.devices.GetDevice(dpb.GetDeviceRequest(device_id=listed.id))).card_present

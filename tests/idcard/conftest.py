@@ -1,5 +1,5 @@
-"""Fixtures for the ID-card tests: a private pcscd with a vpcd reader, vpcd card processes,
-and the recording driver context of ``tests.support``.
+"""Fixtures for the ID-card tests: a private pcscd with a vpcd reader (two slots: two PC/SC
+readers), vpcd card processes, and the recording driver context of ``tests.support``.
 
 The pcscd socket path is claimed at import time, before anything in this process talks to
 pcscd (libpcsclite reads ``PCSCLITE_CSOCK_NAME`` once): see ``pcsc_testbed``.
@@ -39,11 +39,12 @@ def running_pcscd(pcscd: PcscdPeer) -> PcscdPeer:
 
 @pytest.fixture
 def vpcd_card(running_pcscd: PcscdPeer) -> Iterator[Callable[..., VpcdCardProcess]]:
-    """Factory for card processes on slot 0; every one started is stopped after the test."""
+    """Factory for card processes on slot 0 (or ``slot=1``, the second reader); every one
+    started is stopped after the test."""
     started: list[VpcdCardProcess] = []
 
-    def start(*extra: str, inserted: bool = True) -> VpcdCardProcess:
-        card = VpcdCardProcess(running_pcscd.port, *extra, reader=running_pcscd.reader_names[0])
+    def start(*extra: str, inserted: bool = True, slot: int = 0) -> VpcdCardProcess:
+        card = VpcdCardProcess(running_pcscd.port + slot, *extra, reader=running_pcscd.reader_names[slot])
         card.start(inserted=inserted)
         started.append(card)
         return card
@@ -51,10 +52,10 @@ def vpcd_card(running_pcscd: PcscdPeer) -> Iterator[Callable[..., VpcdCardProces
     yield start
     for card in started:
         card.stop()
-    if started:
+    for reader in sorted({card.reader for card in started}):
         # Let pcscd notice the card is gone before the next test puts one on the reader, or it
         # would carry the old card's state over to the new one.
-        wait_for_card(running_pcscd.reader_names[0], present=False)
+        wait_for_card(reader, present=False)
 
 
 @pytest.fixture

@@ -54,6 +54,8 @@ async def test_card_insert_and_remove_events(pcsc_backend: PcscBackend, recordin
                                               EventKind.CARD_INSERTED]
     assert mine[0].attributes == {"reader": f"{FRIENDLY_NAME} 00 00"}
     assert reader.health().counters["cards_inserted"] == 2
+    # Each change is also reported as a health change, so the core's listed state follows it.
+    assert sum(1 for device in recording_context.health_changes if device is reader) >= 3
 
 
 async def test_card_already_present_at_start_is_not_an_event(
@@ -65,6 +67,7 @@ async def test_card_already_present_at_start_is_not_an_event(
         reader = slot0(backend)
         await recording_context.wait_for(reader.card_present)
         assert recording_context.events == []
+        assert reader in recording_context.health_changes  # listed, though not announced
     finally:
         await backend.stop()
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.drivers.idcard import pcsc
-from agent.drivers.idcard.reader import reader_stable_key
+from agent.drivers.idcard.reader import is_sam_slot, reader_stable_key
 from agent.errors import (
     CardRemovedError,
     CardTimeoutError,
@@ -125,6 +125,18 @@ def test_is_extended_apdu(apdu: str, extended: bool) -> None:
 ])
 def test_reader_stable_key_drops_the_plug_order_counter(name: str, key: str) -> None:
     assert reader_stable_key(name) == key
+
+
+@pytest.mark.parametrize(("name", "sam"), [
+    ("ACS ACR1252 Dual Reader [ACR1252 Dual Reader SAM] 00 01", True),
+    ("ACS ACR1281 1S Dual Reader [ACR1281 1S Dual Reader SAM] (1234) 00 02", True),
+    ("ACS ACR1252 Dual Reader [ACR1252 Dual Reader PICC] 00 00", False),
+    ("ACS ACR1281 1S Dual Reader [ACR1281 1S Dual Reader ICC] (1234) 00 00", False),
+    ("Samsung SAMPLE reader 00 00", False),
+    ("Virtual PCD 00 00", False),
+])
+def test_a_sam_slot_is_told_by_its_name(name: str, sam: bool) -> None:
+    assert is_sam_slot(name) is sam
 
 
 def test_watcher_reports_edges_swaps_and_initial_cards() -> None:

@@ -80,8 +80,10 @@ async def test_wrong_key_is_access_denied(sim: SimulatedIdCardReader) -> None:
 
 
 async def test_insert_and_remove(sim: SimulatedIdCardReader, recording_context: RecordingContext) -> None:
+    reports = len(recording_context.health_changes)
     sim.remove_card()
     assert not sim.card_present()
+    assert len(recording_context.health_changes) == reports + 1  # the listed card presence follows
     with pytest.raises(DeviceStateError) as caught:
         await sim.read_card(SIMULATED_KEY, ReadOptions())
     assert caught.value.reason == "NO_CARD"

@@ -27,6 +27,12 @@ For USB readers pcscd puts the serial number into the friendly name when the dev
 one, which makes the key survive moving the reader to another port. Two identical readers
 without serial numbers plugged at once get ``#XX`` appended to the second one's key: there
 is nothing else to tell them apart by.
+
+Card presence. Each reader keeps the watcher's last word on its card (no polling of its
+own) and reports a change through ``health_changed``: the core lists it (``card_present``)
+and sends a read that names no reader to the one reader holding a card. A slot whose name
+has the word ``SAM`` holds a secure access module, not a citizen's card: it declares the
+feature ``sam_slot`` and such reads never go there.
 """
 
 from __future__ import annotations
@@ -82,6 +88,7 @@ if TYPE_CHECKING:
 
 BACKEND_NAME = "pcsc"
 _READER_NAME = re.compile(r"^(?P<base>.*\S) (?P<index>[0-9A-Fa-f]{2}) (?P<slot>[0-9A-Fa-f]{2})$")
+_SAM_SLOT = re.compile(r"\bSAM\b")
 _FEATURES = frozenset({"bac", "pace", "passive_authentication", "active_authentication",
                        "chip_authentication", "card_events"})
 
@@ -92,6 +99,12 @@ def reader_stable_key(reader: str) -> str:
     if match is None:
         return reader
     return f"{match['base']}/{int(match['slot'], 16)}"
+
+
+def is_sam_slot(reader: str) -> bool:
+    """A slot for a secure access module, by its name: pcsc-lite names a multi-slot reader's
+    slots after their interface (``"ACS ACR1281 1S Dual Reader [... SAM] 00 02"``)."""
+    return _SAM_SLOT.search(reader) is not None
 
 
 def reader_index(reader: str) -> str:
@@ -155,6 +168,8 @@ class PcscIdCardReader(IdCardReader):
         features = set(_FEATURES)
         if self._last_extended_length:
             features.add("extended_length")
+        if is_sam_slot(self.reader):
+            features.add("sam_slot")
         return Capabilities(features=frozenset(features))
 
     def health(self) -> DeviceHealth:
@@ -296,6 +311,7 @@ class PcscIdCardReader(IdCardReader):
         if announce:
             kind = EventKind.CARD_INSERTED if present else EventKind.CARD_REMOVED
             self._ctx.emit(self, kind, {"reader": self.descriptor.name})
+        self._ctx.health_changed(self)  # the listed card presence follows
 
     def _retired(self) -> bool:
         """Closed or unplugged (either may happen while a read is in progress)."""

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63\x65ntre/agent/v1/common.proto\x12\x0f\x63\x65ntre.agent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"W\n\tCondition\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12+\n\x08severity\x18\x02 \x01(\x0e\x32\x19.centre.agent.v1.Severity\x12\x0f\n\x07message\x18\x03 \x01(\t\"O\n\x0bSupplyLevel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x15\n\rlevel_percent\x18\x03 \x01(\x05\x12\r\n\x05\x63olor\x18\x04 \x01(\t\"\xf2\x01\n\x0c\x44\x65viceHealth\x12.\n\nconditions\x18\x01 \x03(\x0b\x32\x1a.centre.agent.v1.Condition\x12.\n\x08supplies\x18\x02 \x03(\x0b\x32\x1c.centre.agent.v1.SupplyLevel\x12=\n\x08\x63ounters\x18\x03 \x03(\x0b\x32+.centre.agent.v1.DeviceHealth.CountersEntry\x12\x12\n\nlast_error\x18\x04 \x01(\t\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xed\x02\n\x06\x44\x65vice\x12\n\n\x02id\x18\x01 \x01(\t\x12-\n\x06\x66\x61mily\x18\x02 \x01(\x0e\x32\x1d.centre.agent.v1.DeviceFamily\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0e\n\x06vendor\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x0e\n\x06serial\x18\x07 \x01(\t\x12\x12\n\nconnection\x18\x08 \x01(\t\x12+\n\x05state\x18\t \x01(\x0e\x32\x1c.centre.agent.v1.DeviceState\x12-\n\x06health\x18\n \x01(\x0b\x32\x1d.centre.agent.v1.DeviceHealth\x12\x10\n\x08\x66\x65\x61tures\x18\x0b \x03(\t\x12\x14\n\x0clease_holder\x18\x0c \x01(\t\x12\x11\n\tsimulated\x18\r \x01(\x08\x12/\n\x0bstate_since\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"0\n\tDeviceRef\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\"0\n\x04\x44\x61te\x12\x0c\n\x04year\x18\x01 \x01(\x05\x12\r\n\x05month\x18\x02 \x01(\x05\x12\x0b\n\x03\x64\x61y\x18\x03 \x01(\x05*\xb7\x01\n\x0c\x44\x65viceFamily\x12\x1d\n\x19\x44\x45VICE_FAMILY_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45VICE_FAMILY_IDCARD\x10\x01\x12\x1d\n\x19\x44\x45VICE_FAMILY_FINGERPRINT\x10\x02\x12\x19\n\x15\x44\x45VICE_FAMILY_SCANNER\x10\x03\x12\x19\n\x15\x44\x45VICE_FAMILY_PRINTER\x10\x04\x12\x19\n\x15\x44\x45VICE_FAMILY_BARCODE\x10\x05*\xa3\x01\n\x0b\x44\x65viceState\x12\x1c\n\x18\x44\x45VICE_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45VICE_STATE_PRESENT\x10\x01\x12\x16\n\x12\x44\x45VICE_STATE_READY\x10\x02\x12\x15\n\x11\x44\x45VICE_STATE_BUSY\x10\x03\x12\x16\n\x12\x44\x45VICE_STATE_ERROR\x10\x04\x12\x15\n\x11\x44\x45VICE_STATE_GONE\x10\x05*a\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x12\n\x0eSEVERITY_ERROR\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63\x65ntre/agent/v1/common.proto\x12\x0f\x63\x65ntre.agent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"W\n\tCondition\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12+\n\x08severity\x18\x02 \x01(\x0e\x32\x19.centre.agent.v1.Severity\x12\x0f\n\x07message\x18\x03 \x01(\t\"O\n\x0bSupplyLevel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x15\n\rlevel_percent\x18\x03 \x01(\x05\x12\r\n\x05\x63olor\x18\x04 \x01(\t\"\xf2\x01\n\x0c\x44\x65viceHealth\x12.\n\nconditions\x18\x01 \x03(\x0b\x32\x1a.centre.agent.v1.Condition\x12.\n\x08supplies\x18\x02 \x03(\x0b\x32\x1c.centre.agent.v1.SupplyLevel\x12=\n\x08\x63ounters\x18\x03 \x03(\x0b\x32+.centre.agent.v1.DeviceHealth.CountersEntry\x12\x12\n\nlast_error\x18\x04 \x01(\t\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x83\x03\n\x06\x44\x65vice\x12\n\n\x02id\x18\x01 \x01(\t\x12-\n\x06\x66\x61mily\x18\x02 \x01(\x0e\x32\x1d.centre.agent.v1.DeviceFamily\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0e\n\x06vendor\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x0e\n\x06serial\x18\x07 \x01(\t\x12\x12\n\nconnection\x18\x08 \x01(\t\x12+\n\x05state\x18\t \x01(\x0e\x32\x1c.centre.agent.v1.DeviceState\x12-\n\x06health\x18\n \x01(\x0b\x32\x1d.centre.agent.v1.DeviceHealth\x12\x10\n\x08\x66\x65\x61tures\x18\x0b \x03(\t\x12\x14\n\x0clease_holder\x18\x0c \x01(\t\x12\x11\n\tsimulated\x18\r \x01(\x08\x12/\n\x0bstate_since\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63\x61rd_present\x18\x0f \x01(\x08\"0\n\tDeviceRef\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\"0\n\x04\x44\x61te\x12\x0c\n\x04year\x18\x01 \x01(\x05\x12\r\n\x05month\x18\x02 \x01(\x05\x12\x0b\n\x03\x64\x61y\x18\x03 \x01(\x05*\xb7\x01\n\x0c\x44\x65viceFamily\x12\x1d\n\x19\x44\x45VICE_FAMILY_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45VICE_FAMILY_IDCARD\x10\x01\x12\x1d\n\x19\x44\x45VICE_FAMILY_FINGERPRINT\x10\x02\x12\x19\n\x15\x44\x45VICE_FAMILY_SCANNER\x10\x03\x12\x19\n\x15\x44\x45VICE_FAMILY_PRINTER\x10\x04\x12\x19\n\x15\x44\x45VICE_FAMILY_BARCODE\x10\x05*\xa3\x01\n\x0b\x44\x65viceState\x12\x1c\n\x18\x44\x45VICE_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45VICE_STATE_PRESENT\x10\x01\x12\x16\n\x12\x44\x45VICE_STATE_READY\x10\x02\x12\x15\n\x11\x44\x45VICE_STATE_BUSY\x10\x03\x12\x16\n\x12\x44\x45VICE_STATE_ERROR\x10\x04\x12\x15\n\x11\x44\x45VICE_STATE_GONE\x10\x05*a\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x12\n\x0eSEVERITY_ERROR\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DEVICEHEALTH_COUNTERSENTRY']._loaded_options = None
   _globals['_DEVICEHEALTH_COUNTERSENTRY']._serialized_options = b'8\001'
-  _globals['_DEVICEFAMILY']._serialized_start=966
-  _globals['_DEVICEFAMILY']._serialized_end=1149
-  _globals['_DEVICESTATE']._serialized_start=1152
-  _globals['_DEVICESTATE']._serialized_end=1315
-  _globals['_SEVERITY']._serialized_start=1317
-  _globals['_SEVERITY']._serialized_end=1414
+  _globals['_DEVICEFAMILY']._serialized_start=988
+  _globals['_DEVICEFAMILY']._serialized_end=1171
+  _globals['_DEVICESTATE']._serialized_start=1174
+  _globals['_DEVICESTATE']._serialized_end=1337
+  _globals['_SEVERITY']._serialized_start=1339
+  _globals['_SEVERITY']._serialized_end=1436
   _globals['_CONDITION']._serialized_start=82
   _globals['_CONDITION']._serialized_end=169
   _globals['_SUPPLYLEVEL']._serialized_start=171
@@ -49,9 +49,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEVICEHEALTH_COUNTERSENTRY']._serialized_start=448
   _globals['_DEVICEHEALTH_COUNTERSENTRY']._serialized_end=495
   _globals['_DEVICE']._serialized_start=498
-  _globals['_DEVICE']._serialized_end=863
-  _globals['_DEVICEREF']._serialized_start=865
-  _globals['_DEVICEREF']._serialized_end=913
-  _globals['_DATE']._serialized_start=915
-  _globals['_DATE']._serialized_end=963
+  _globals['_DEVICE']._serialized_end=885
+  _globals['_DEVICEREF']._serialized_start=887
+  _globals['_DEVICEREF']._serialized_end=935
+  _globals['_DATE']._serialized_start=937
+  _globals['_DATE']._serialized_end=985
 # @@protoc_insertion_point(module_scope)

@@ -258,6 +258,7 @@ class Device(_message.Message):
     LEASE_HOLDER_FIELD_NUMBER: _builtins.int
     SIMULATED_FIELD_NUMBER: _builtins.int
     STATE_SINCE_FIELD_NUMBER: _builtins.int
+    CARD_PRESENT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """stable id: survives replugging and reboots"""
     family: Global___DeviceFamily.ValueType
@@ -280,6 +281,10 @@ class Device(_message.Message):
     """client id holding the lease, "" when free"""
     simulated: _builtins.bool
     """true for emulated devices (--simulate)"""
+    card_present: _builtins.bool
+    """ID-card readers: a card is on the reader now (false for other families). Follows the
+    CARD_INSERTED / CARD_REMOVED events; a DEVICE_STATE_CHANGED event carries each change.
+    """
     @_builtins.property
     def health(self) -> Global___DeviceHealth:
         """health detail"""
@@ -309,10 +314,11 @@ class Device(_message.Message):
         lease_holder: _builtins.str = ...,
         simulated: _builtins.bool = ...,
         state_since: _timestamp_pb2.Timestamp | None = ...,
+        card_present: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["health", b"health", "state_since", b"state_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "connection", b"connection", "family", b"family", "features", b"features", "health", b"health", "id", b"id", "lease_holder", b"lease_holder", "model", b"model", "name", b"name", "serial", b"serial", "simulated", b"simulated", "state", b"state", "state_since", b"state_since", "vendor", b"vendor"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "card_present", b"card_present", "connection", b"connection", "family", b"family", "features", b"features", "health", b"health", "id", b"id", "lease_holder", b"lease_holder", "model", b"model", "name", b"name", "serial", b"serial", "simulated", b"simulated", "state", b"state", "state_since", b"state_since", "vendor", b"vendor"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -327,7 +333,10 @@ class DeviceRef(_message.Message):
     DEVICE_ID_FIELD_NUMBER: _builtins.int
     LEASE_ID_FIELD_NUMBER: _builtins.int
     device_id: _builtins.str
-    """Device id. Empty: the only ready device of the RPC's family (error if there are several)."""
+    """Device id. Empty: the only ready device of the RPC's family (error if there are several).
+    For ReadCard, empty means the one reader holding a card; FAILED_PRECONDITION naming the
+    readers when several hold one (reason SEVERAL_CARDS) or none does (reason NO_CARD).
+    """
     lease_id: _builtins.str
     """Lease id from ClaimDevice. Empty: run only if no other client holds a lease on the device;
     the agent then holds an implicit lease for the duration of the operation.

@@ -33,7 +33,7 @@ class _EventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventKind.V
     EVENT_KIND_DEVICE_REMOVED: _EventKind.ValueType  # 2
     """a device is gone (after the debounce window)"""
     EVENT_KIND_DEVICE_STATE_CHANGED: _EventKind.ValueType  # 3
-    """state or health changed"""
+    """state, health or card presence changed"""
     EVENT_KIND_CARD_INSERTED: _EventKind.ValueType  # 4
     """a card was put on an ID-card reader"""
     EVENT_KIND_CARD_REMOVED: _EventKind.ValueType  # 5
@@ -58,7 +58,7 @@ EVENT_KIND_DEVICE_ADDED: EventKind.ValueType  # 1
 EVENT_KIND_DEVICE_REMOVED: EventKind.ValueType  # 2
 """a device is gone (after the debounce window)"""
 EVENT_KIND_DEVICE_STATE_CHANGED: EventKind.ValueType  # 3
-"""state or health changed"""
+"""state, health or card presence changed"""
 EVENT_KIND_CARD_INSERTED: EventKind.ValueType  # 4
 """a card was put on an ID-card reader"""
 EVENT_KIND_CARD_REMOVED: EventKind.ValueType  # 5

@@ -33,7 +33,8 @@ function renderDevices(): void {
   list.replaceChildren(...[...devices.values()].map((d) => {
     const li = document.createElement("li");
     li.dataset.family = DeviceFamily[d.family].toLowerCase();
-    li.textContent = `${d.name} (${DeviceFamily[d.family].toLowerCase()}) — ${DeviceState[d.state].toLowerCase()}`;
+    const card = d.family === DeviceFamily.IDCARD && d.cardPresent ? ", card on the reader" : "";
+    li.textContent = `${d.name} (${DeviceFamily[d.family].toLowerCase()}) — ${DeviceState[d.state].toLowerCase()}${card}`;
     return li;
   }));
 }

@@ -124,6 +124,8 @@ export interface ReadCardOptions {
   can?: string;
   /** Portal nonce (from the portal's backend) bound into the signed attestation. */
   challenge?: Uint8Array;
+  /** Reader id. Default: the one reader holding a card (else the error reason is NO_CARD or
+   *  SEVERAL_CARDS, naming the readers); `Device.cardPresent` says which reader has one. */
   deviceId?: string;
   skipFace?: boolean;
 }

@@ -378,7 +378,7 @@ export enum EventKind {
   DEVICE_REMOVED = 2,
 
   /**
-   * state or health changed
+   * state, health or card presence changed
    *
    * @generated from enum value: EVENT_KIND_DEVICE_STATE_CHANGED = 3;
    */
