@@ -17,23 +17,24 @@ from typing import TextIO
 class Installer:
     """The person running the doctor."""
 
-    def __init__(self, stream: TextIO | None = None, *, terminal: bool | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, keyboard: int | None = None) -> None:
         self._stream = stream if stream is not None else sys.stderr
-        self.terminal = sys.stdin.isatty() if terminal is None else terminal
+        self._keyboard = _stdin_fd() if keyboard is None else keyboard  # where Enter comes from
+        self.terminal = self._keyboard >= 0 and os.isatty(self._keyboard)
 
     def ask(self, text: str, wait_s: float) -> None:
         """Say what to do now; the caller waits for the device's event."""
         print(f">>> {text} (waiting up to {wait_s:g} s)", file=self._stream, flush=True)
 
-    async def confirm(self, text: str, wait_s: float) -> None:
-        """Say what to do; on a terminal, wait for Enter (or ``wait_s``), else go on at once."""
+    async def confirm(self, text: str, wait_s: float) -> bool:
+        """Say what to do; on a terminal, wait for Enter (True) or ``wait_s`` (False), else go on at once."""
         if not self.terminal:
             print(f">>> {text}", file=self._stream, flush=True)
-            return
+            return False
         print(f">>> {text}, then press Enter (going on by itself in {wait_s:g} s)", file=self._stream, flush=True)
         loop = asyncio.get_running_loop()
         pressed: asyncio.Future[None] = loop.create_future()
-        fd = sys.stdin.fileno()
+        fd = self._keyboard
 
         def readable() -> None:
             os.read(fd, 4096)
@@ -44,6 +45,14 @@ class Installer:
         try:
             await asyncio.wait_for(pressed, wait_s)
         except TimeoutError:
-            pass
+            return False
         finally:
             loop.remove_reader(fd)
+        return True
+
+
+def _stdin_fd() -> int:
+    try:
+        return sys.stdin.fileno()
+    except (AttributeError, ValueError, OSError):  # no stdin at all, or a closed one
+        return -1
