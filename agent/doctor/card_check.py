@@ -39,6 +39,12 @@ def error_reason(exc: grpc.aio.AioRpcError) -> str:
     return exc.code().name
 
 
+def describe_error(exc: grpc.aio.AioRpcError) -> str:
+    """``REASON: message``, as the agent words it."""
+    reason, details = error_reason(exc), exc.details() or ""
+    return details if details.startswith(f"{reason}:") else f"{reason}: {details}".strip()
+
+
 def explain_passive(read: ipb.ReadCardResponse, csca_dir: str) -> tuple[Outcome, str]:
     """PASS for a VALID passive verdict; else FAIL with the reason and, for an unknown issuer, the fix."""
     verification = read.verification
@@ -128,8 +134,10 @@ async def read_test_card(client: AgentClient, readers: list[cpb.Device], key: Ca
                 response = await read(device_id)
             except grpc.aio.AioRpcError as exc:
                 reason = error_reason(exc)
-                if reason != "NO_CARD":
-                    errors[device_id] = f"{reason}: {exc.details()}"
+                if reason == "ACCESS_DENIED":  # the card is there, the key given is not its key
+                    return Outcome.FAIL, f"{names[device_id]}: {describe_error(exc)} (is it the test card's key?)"
+                if reason != "NO_CARD":  # e.g. a SAM in its slot: the test card may still come elsewhere
+                    errors[device_id] = describe_error(exc)
                 continue
             return _on(names[device_id], explain_passive(response, csca_dir))
         installer.ask("insert the test card into the ID-card reader" + ("s" if len(names) > 1 else ""), wait_s)
@@ -140,7 +148,7 @@ async def read_test_card(client: AgentClient, readers: list[cpb.Device], key: Ca
         try:
             response = await read(inserted)
         except grpc.aio.AioRpcError as exc:
-            return Outcome.FAIL, f"{names[inserted]}: {error_reason(exc)}: {exc.details()}"
+            return Outcome.FAIL, f"{names[inserted]}: {describe_error(exc)}"
         return _on(names[inserted], explain_passive(response, csca_dir))
     finally:
         await events.close()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from agent.client import AgentClient
-from agent.doctor.card_check import CardKey, error_reason, read_test_card
+from agent.doctor.card_check import CardKey, describe_error, read_test_card
 from agent.doctor.checks import Outcome, Report
 from agent.doctor.expectations import check_inventory
 from agent.doctor.prompts import Installer
@@ -171,7 +171,7 @@ async def _scan(client: AgentClient, device: cpb.Device, installer: Installer, w
                 if update.HasField("status") and update.status.reason:
                     failed = update.status.reason
         except grpc.aio.AioRpcError as exc:
-            failed = f"{error_reason(exc)}: {exc.details()}"
+            failed = describe_error(exc)
         if failed.startswith("FEEDER_EMPTY") and loop.time() < deadline:
             await asyncio.sleep(FEEDER_RETRY_S)  # the installer is still loading the feeder
             continue

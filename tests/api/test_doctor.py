@@ -180,3 +180,16 @@ def test_prompts_wait_for_the_card_and_the_scan_then_fail(tmp_path: Path) -> Non
     assert "FAIL  idcard: read the test card: no test card was inserted within 1 s" in out.stdout
     assert "scan a barcode: no scan within 1 s" in out.stdout
     assert re.search(r"^PASS  idcard Simulated ID-card reader \(idcard-\w+\): ready", out.stdout, re.M)
+
+
+def test_a_wrong_key_for_the_card_on_the_reader_fails_at_once(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "agent.toml", "")
+    out = doctor("--simulate", "--config", str(config), "--no-gateway", "--doc-number", "123456789",
+                 "--birth-date", SIMULATED_KEY.date_of_birth, "--expiry-date", SIMULATED_KEY.date_of_expiry)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert ">>> insert the test card" not in out.stderr  # the card is there: no waiting for one
+    (line,) = [x for x in out.stdout.splitlines() if "idcard: read the test card" in x]
+    assert line.startswith("FAIL  idcard: read the test card: Simulated ID-card reader: ACCESS_DENIED: PACE: "
+                           "the card rejected the access key"), line
+    assert line.endswith("(is it the test card's key?)"), line
+    assert out.stdout.splitlines()[-1] == "doctor: some checks FAILED"
