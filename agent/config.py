@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
+from agent.domain.device import DeviceFamily
 from agent.errors import ConfigError
 
 DEFAULT_SOCKET = "/run/centre-agent/agent.sock"
@@ -53,6 +54,14 @@ class DiscoverySection:
 @dataclass(frozen=True)
 class IdCardSection:
     csca_dir: str = ""  # directory of trusted CSCA certificates (PEM/DER) and master lists
+
+
+@dataclass(frozen=True)
+class DoctorSection:
+    """``centre-agent doctor``: what a counter must have, how long to wait for the installer."""
+
+    expect: list[str] = field(default_factory=list)  # families each counter must have; [] = those of the on backends
+    wait_seconds: float = 60.0  # how long each prompt (insert the test card, place a finger...) waits
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,7 @@ class AgentConfig:
     idcard: IdCardSection = field(default_factory=IdCardSection)
     web: WebSection = field(default_factory=WebSection)
     uplink: UplinkSection = field(default_factory=UplinkSection)
+    doctor: DoctorSection = field(default_factory=DoctorSection)
     # one table per backend: [drivers.<backend>] with ``enabled`` and backend options
     drivers: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = ""  # file the config came from ("" = defaults)
@@ -212,6 +222,17 @@ def validate_semantics(config: AgentConfig) -> None:
                               f"e.g. {normalize_origin(origin)!r}")
     if config.web.rate_per_second <= 0 or config.web.rate_burst < 1:
         raise ConfigError(f"{file}: web.rate_per_second and web.rate_burst must be positive")
+    _validate_doctor(config.doctor, file)
+
+
+def _validate_doctor(doctor: DoctorSection, file: str) -> None:
+    families = [f.value for f in DeviceFamily]
+    for family in doctor.expect:
+        if family not in families:
+            raise ConfigError(f"{file}: doctor.expect entry {family!r} is not a device family "
+                              f"({', '.join(families)})")
+    if doctor.wait_seconds <= 0:
+        raise ConfigError(f"{file}: doctor.wait_seconds must be positive")
 
 
 def normalize_origin(value: str) -> str:

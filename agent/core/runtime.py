@@ -105,6 +105,14 @@ class AgentRuntime:
         self.backend_status[name] = BackendStatus(name, False, error)
         self.metrics.backend_up.labels(name).set(0)
 
+    def backend_problems(self) -> list[str]:
+        """``"name: reason"`` for each backend that failed to start or whose system service is down."""
+        problems = [f"{n}: {st.error}" for n, st in self.backend_status.items() if not st.running]
+        for name, backend in self.backends.items():
+            if problem := backend.service_problem():
+                problems.append(f"{name}: {problem}")
+        return sorted(problems)
+
     async def stop(self) -> None:
         await self.printers.close()
         for name, backend in reversed(list(self.backends.items())):

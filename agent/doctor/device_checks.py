@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import stat
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+
+import grpc
 
 from agent.client import AgentClient
+from agent.doctor.card_check import CardKey, describe_error, read_test_card
 from agent.doctor.checks import Outcome, Report
+from agent.doctor.expectations import check_inventory
+from agent.doctor.prompts import Installer
 from centre.agent.v1 import agent_pb2
+from centre.agent.v1 import barcode_pb2 as bpb
 from centre.agent.v1 import common_pb2 as cpb
 from centre.agent.v1 import devices_pb2 as dpb
 from centre.agent.v1 import fingerprint_pb2 as fpb
-from centre.agent.v1 import idcard_pb2 as ipb
 from centre.agent.v1 import printer_pb2 as ppb
 from centre.agent.v1 import scanner_pb2 as spb
 
-PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
+#: seconds between attempts to scan from an empty document feeder
+FEEDER_RETRY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -29,7 +35,11 @@ class DoctorOptions:
     print_test_page: bool = True
     scan_test_page: bool = True
     capture_finger: bool = True
-    finger_timeout_s: float = 20.0
+    scan_barcode: bool = True
+    expect: tuple[str, ...] = ()  # families this counter must have
+    wait_s: float = 60.0  # how long each prompt waits for the installer
+    csca_dir: str = ""  # where the agent's trusted CSCAs are (named when a card's issuer is unknown)
+    installer: Installer = field(default_factory=Installer)
 
 
 def test_page_pdf() -> bytes:
@@ -56,16 +66,26 @@ def _ref(d: cpb.Device) -> cpb.DeviceRef:
 
 
 async def run_device_checks(report: Report, client: AgentClient, options: DoctorOptions) -> None:
+    health: list[agent_pb2.AgentHealth] = []
+
     async def agent_check() -> tuple[Outcome, str]:
         version = await client.agent.GetVersion(agent_pb2.GetVersionRequest(), timeout=10)
-        health = await client.agent.GetHealth(agent_pb2.GetHealthRequest(), timeout=10)
-        if health.backend_errors:
-            return Outcome.FAIL, f"agent {version.agent_version}; backends failed: {'; '.join(health.backend_errors)}"
-        return Outcome.PASS, f"agent {version.agent_version} serving, backends: {', '.join(health.backends)}"
+        health.append(await client.agent.GetHealth(agent_pb2.GetHealthRequest(), timeout=10))
+        return Outcome.PASS, f"agent {version.agent_version} serving"
 
     result = await report.run("agent reachable", agent_check)
     if result.outcome is Outcome.FAIL:
         return
+    running = list(health[0].backends)
+
+    async def backends_check() -> tuple[Outcome, str]:
+        if health[0].backend_errors:
+            return Outcome.FAIL, "; ".join(health[0].backend_errors) + " (see the agent's log)"
+        if not running:
+            return Outcome.FAIL, "no driver backend is on: enable them with [drivers.<backend>] in the config"
+        return Outcome.PASS, ", ".join(running)
+
+    await report.run("backends", backends_check)
 
     async def socket_check() -> tuple[Outcome, str]:
         path = options.socket.removeprefix("unix:")
@@ -79,95 +99,124 @@ async def run_device_checks(report: Report, client: AgentClient, options: Doctor
     await report.run("socket permissions", socket_check)
     reply = await client.devices.ListDevices(dpb.ListDevicesRequest(), timeout=10)
     devices = list(reply.devices)
-    families = {_family(d) for d in devices}
 
     async def pcscd_check() -> tuple[Outcome, str]:
-        if "idcard" not in families and not PCSCD_SOCKET.exists():
-            return Outcome.SKIP, "no ID-card reader configured"
-        if any(d.connection == "simulated" for d in devices if _family(d) == "idcard"):
-            return Outcome.SKIP, "simulated reader"
-        return (Outcome.PASS, f"{PCSCD_SOCKET} present") if PCSCD_SOCKET.exists() else \
-            (Outcome.FAIL, "pcscd is not running (no /run/pcscd/pcscd.comm)")
+        if "pcsc" not in running:
+            return Outcome.SKIP, "the pcsc backend is not running"
+        # the agent's own view: it may reach pcscd through another socket (PCSCLITE_CSOCK_NAME) than ours
+        if any(e.startswith("pcsc:") for e in health[0].backend_errors):
+            return Outcome.FAIL, "pcscd is not running: ID-card readers cannot work (systemctl status pcscd.socket)"
+        return Outcome.PASS, "reachable by the agent"
 
     await report.run("pcscd", pcscd_check)
-    for family in ("idcard", "fingerprint", "scanner", "printer", "barcode"):
-        if family not in families:
-            report.add(f"{family}: found", Outcome.WARN, f"no {family} device found")
-    for device in devices:
+    check_inventory(report, [_family(d) for d in devices], options.expect, running)
+    ready = [d for d in devices if _ready(report, d)]
+    readers = [d for d in ready if _family(d) == "idcard"]
+    if readers:
+        key = CardKey(options.card_mrz, options.card_can)
+        await report.run("idcard: read the test card", lambda: read_test_card(
+            client, readers, key, options.installer, options.wait_s, options.csca_dir))
+    for device in ready:
         await _exercise(report, client, device, options)
+
+
+def _ready(report: Report, device: cpb.Device) -> bool:
+    label = f"{_family(device)} {device.name} ({device.id})"
+    state = cpb.DeviceState.Name(device.state).removeprefix("DEVICE_STATE_").lower()
+    if state not in ("ready", "busy"):
+        conditions = ", ".join(c.code for c in device.health.conditions) or device.health.last_error
+        report.add(f"{label}: ready", Outcome.FAIL, f"state {state} {conditions}".strip())
+        return False
+    report.add(f"{label}: ready", Outcome.PASS, f"{device.backend} via {device.connection}")
+    return True
 
 
 async def _exercise(report: Report, client: AgentClient, device: cpb.Device, options: DoctorOptions) -> None:
     family = _family(device)
     label = f"{family} {device.name} ({device.id})"
-    state = cpb.DeviceState.Name(device.state).removeprefix("DEVICE_STATE_").lower()
-    if state not in ("ready", "busy"):
-        conditions = ", ".join(c.code for c in device.health.conditions) or device.health.last_error
-        report.add(f"{label}: ready", Outcome.FAIL, f"state {state} {conditions}".strip())
-        return
-    report.add(f"{label}: ready", Outcome.PASS, f"{device.backend} via {device.connection}")
+    installer, wait_s = options.installer, options.wait_s
+    if family == "scanner" and options.scan_test_page:
+        await report.run(f"{label}: scan a test page", lambda: _scan(client, device, installer, wait_s))
+    elif family == "printer":
+        await report.run(f"{label}: status", lambda: _printer_status(client, device))
+        if options.print_test_page:
+            await report.run(f"{label}: print a test page", lambda: _print_page(client, device))
+    elif family == "fingerprint" and options.capture_finger:
+        async def capture() -> tuple[Outcome, str]:
+            installer.ask(f"place a finger on the fingerprint sensor {device.name}", wait_s)
+            image = await client.fingerprint.Capture(
+                fpb.CaptureRequest(device=_ref(device), timeout_ms=int(wait_s * 1000)), timeout=wait_s + 10)
+            return Outcome.PASS, f"{image.width}x{image.height} image, quality {image.quality}"
+        await report.run(f"{label}: capture a finger", capture)
+    elif family == "barcode" and options.scan_barcode:
+        await report.run(f"{label}: scan a barcode", lambda: _barcode(client, device, installer, wait_s))
 
-    if family == "idcard":
-        async def read_card() -> tuple[Outcome, str]:
-            request = ipb.ReadCardRequest(device=_ref(device), skip_face=False)
-            if options.card_can:
-                request.can = options.card_can
-            elif options.card_mrz:
-                doc, birth, expiry = options.card_mrz
-                request.mrz.CopyFrom(ipb.MrzKey(document_number=doc, date_of_birth=birth, date_of_expiry=expiry))
-            else:
-                return Outcome.SKIP, "give --can or --doc-number/--birth-date/--expiry-date to read a test card"
-            read = await client.idcard.ReadCard(request, timeout=60)
-            verdict = ipb.Verdict.Name(read.verification.passive).removeprefix("VERDICT_").lower()
-            # only non-personal facts go into the report
-            return Outcome.PASS, f"{read.access_protocol}, DGs {list(read.data_groups_read)}, passive {verdict}"
-        await report.run(f"{label}: read card", read_card)
-    elif family == "scanner" and options.scan_test_page:
-        async def scan() -> tuple[Outcome, str]:
-            caps = await client.scanner.GetScannerCapabilities(spb.GetScannerCapabilitiesRequest(device=_ref(device)))
-            resolution = min(caps.resolutions) if caps.resolutions else 150
-            source = spb.SCAN_SOURCE_FLATBED if spb.SCAN_SOURCE_FLATBED in caps.sources else caps.sources[0]
-            pages, failed = 0, ""
+
+async def _scan(client: AgentClient, device: cpb.Device, installer: Installer, wait_s: float) -> tuple[Outcome, str]:
+    caps = await client.scanner.GetScannerCapabilities(spb.GetScannerCapabilitiesRequest(device=_ref(device)))
+    resolution = min(caps.resolutions) if caps.resolutions else 150
+    flatbed = spb.SCAN_SOURCE_FLATBED in caps.sources or not caps.sources
+    source = spb.SCAN_SOURCE_FLATBED if flatbed else caps.sources[0]
+    where = "on the glass" if flatbed else "in the feeder"
+    await installer.confirm(f"put a sheet {where} of the scanner {device.name}", wait_s)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        pages, failed = 0, ""
+        try:
             async for update in client.scanner.Scan(spb.ScanRequest(device=_ref(device), source=source,
                                                                     resolution=resolution, pdf=True), timeout=120):
                 if update.HasField("completed"):
                     pages = update.completed.pages
                 if update.HasField("status") and update.status.reason:
                     failed = update.status.reason
-            if failed:
-                return Outcome.FAIL, failed
-            return Outcome.PASS, f"{pages} page(s) at {resolution} dpi"
-        await report.run(f"{label}: scan a test page", scan)
-    elif family == "printer":
-        async def status() -> tuple[Outcome, str]:
-            st = await client.printer.GetPrinterStatus(ppb.GetPrinterStatusRequest(device=_ref(device)), timeout=30)
-            errors = [c.code for c in st.conditions if c.severity == cpb.SEVERITY_ERROR]
-            warnings = [c.code for c in st.conditions if c.severity == cpb.SEVERITY_WARNING]
-            if errors:
-                return Outcome.FAIL, "printer reports " + ", ".join(errors)
-            if warnings:
-                return Outcome.WARN, "printer reports " + ", ".join(warnings)
-            return Outcome.PASS, ppb.PrinterState.Name(st.state).removeprefix("PRINTER_STATE_").lower()
-        await report.run(f"{label}: status", status)
-        if options.print_test_page:
-            async def print_page() -> tuple[Outcome, str]:
-                caps = await client.printer.GetPrinterCapabilities(
-                    ppb.GetPrinterCapabilitiesRequest(device=_ref(device)), timeout=30)
-                if caps.document_formats and "application/pdf" not in caps.document_formats:
-                    return Outcome.SKIP, "printer takes no PDF (receipt printer)"
-                job = await client.printer.Print(ppb.PrintRequest(device=_ref(device), document=test_page_pdf(),
-                                                                  mime_type="application/pdf", name="test page"))
-                async for update in client.printer.WatchPrintJob(ppb.WatchPrintJobRequest(job_id=job.job_id),
-                                                                 timeout=180):
-                    job = update
-                state = ppb.PrintJobState.Name(job.state).removeprefix("PRINT_JOB_STATE_").lower()
-                outcome = Outcome.PASS if state == "completed" else Outcome.FAIL
-                return outcome, f"job {job.job_id} {state} {' '.join(job.reasons)}".strip()
-            await report.run(f"{label}: print a test page", print_page)
-    elif family == "fingerprint" and options.capture_finger:
-        async def capture() -> tuple[Outcome, str]:
-            image = await client.fingerprint.Capture(
-                fpb.CaptureRequest(device=_ref(device), timeout_ms=int(options.finger_timeout_s * 1000)),
-                timeout=options.finger_timeout_s + 10)
-            return Outcome.PASS, f"{image.width}x{image.height} image, quality {image.quality}"
-        await report.run(f"{label}: capture a finger", capture)
+        except grpc.aio.AioRpcError as exc:
+            failed = describe_error(exc)
+        if failed.startswith("FEEDER_EMPTY") and loop.time() < deadline:
+            await asyncio.sleep(FEEDER_RETRY_S)  # the installer is still loading the feeder
+            continue
+        if failed:
+            return Outcome.FAIL, failed
+        return Outcome.PASS, f"{pages} page(s) at {resolution} dpi"
+
+
+async def _printer_status(client: AgentClient, device: cpb.Device) -> tuple[Outcome, str]:
+    st = await client.printer.GetPrinterStatus(ppb.GetPrinterStatusRequest(device=_ref(device)), timeout=30)
+    errors = [c.code for c in st.conditions if c.severity == cpb.SEVERITY_ERROR]
+    warnings = [c.code for c in st.conditions if c.severity == cpb.SEVERITY_WARNING]
+    if errors:
+        return Outcome.FAIL, "printer reports " + ", ".join(errors)
+    if warnings:
+        return Outcome.WARN, "printer reports " + ", ".join(warnings)
+    return Outcome.PASS, ppb.PrinterState.Name(st.state).removeprefix("PRINTER_STATE_").lower()
+
+
+async def _print_page(client: AgentClient, device: cpb.Device) -> tuple[Outcome, str]:
+    caps = await client.printer.GetPrinterCapabilities(ppb.GetPrinterCapabilitiesRequest(device=_ref(device)),
+                                                       timeout=30)
+    if caps.document_formats and "application/pdf" not in caps.document_formats:
+        return Outcome.SKIP, "printer takes no PDF (receipt printer)"
+    job = await client.printer.Print(ppb.PrintRequest(device=_ref(device), document=test_page_pdf(),
+                                                      mime_type="application/pdf", name="test page"))
+    async for update in client.printer.WatchPrintJob(ppb.WatchPrintJobRequest(job_id=job.job_id), timeout=180):
+        job = update
+    state = ppb.PrintJobState.Name(job.state).removeprefix("PRINT_JOB_STATE_").lower()
+    outcome = Outcome.PASS if state == "completed" else Outcome.FAIL
+    return outcome, f"job {job.job_id} {state} {' '.join(job.reasons)}".strip()
+
+
+async def _barcode(client: AgentClient, device: cpb.Device, installer: Installer,
+                   wait_s: float) -> tuple[Outcome, str]:
+    """Wait for one scan. What was scanned is never reported (it may be a citizen's QR code)."""
+    call = client.barcode.WatchScans(bpb.WatchScansRequest(device=_ref(device)))
+    installer.ask(f"scan any barcode with {device.name}", wait_s)
+    try:
+        scan = await asyncio.wait_for(call.read(), wait_s)
+    except TimeoutError:
+        return Outcome.FAIL, f"no scan within {wait_s:g} s: is the scanner in keyboard (HID) or serial mode " \
+                             "as configured, and did the udev rules give it to the agent?"
+    finally:
+        call.cancel()
+    if not isinstance(scan, dpb.BarcodeScanned):  # grpc.aio.EOF
+        return Outcome.FAIL, "the scan stream ended before a scan"
+    return Outcome.PASS, "scan received" + (f" ({scan.symbology})" if scan.symbology else "")

@@ -297,3 +297,8 @@ class DeviceBackend(abc.ABC):
     @abc.abstractmethod
     async def stop(self) -> None:
         """Stop discovery, close every device it handed out, end its tasks. Idempotent."""
+
+    def service_problem(self) -> str:
+        """One line when the system service this backend needs is known to be unreachable (pcscd
+        down), else "". Reported by ``AgentService.GetHealth`` with the backends that failed."""
+        return ""

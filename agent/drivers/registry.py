@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 
+from agent.domain.device import DeviceFamily
 from agent.drivers.base import DeviceBackend
 from agent.errors import ConfigError
 
@@ -35,6 +36,18 @@ BACKENDS: dict[str, str] = {
     "sim-scanner": "agent.simulator.scanner:SimulatedScannerBackend",
     "sim-printer": "agent.simulator.printer:SimulatedPrinterBackend",
     "sim-barcode": "agent.simulator.barcode:SimulatedBarcodeBackend",
+}
+
+#: The device family each backend serves (``centre-agent doctor`` expects the families of the
+#: backends that are on).
+BACKEND_FAMILY: dict[str, DeviceFamily] = {
+    "pcsc": DeviceFamily.IDCARD, "sim-idcard": DeviceFamily.IDCARD,
+    "sane": DeviceFamily.SCANNER, "escl": DeviceFamily.SCANNER, "sim-scanner": DeviceFamily.SCANNER,
+    "ipp": DeviceFamily.PRINTER, "cups": DeviceFamily.PRINTER, "escpos": DeviceFamily.PRINTER,
+    "sim-printer": DeviceFamily.PRINTER,
+    "libfprint": DeviceFamily.FINGERPRINT, "zfm": DeviceFamily.FINGERPRINT, "vendor-sdk": DeviceFamily.FINGERPRINT,
+    "sim-fingerprint": DeviceFamily.FINGERPRINT,
+    "evdev": DeviceFamily.BARCODE, "serial-barcode": DeviceFamily.BARCODE, "sim-barcode": DeviceFamily.BARCODE,
 }
 
 #: Backends ``--simulate`` starts, one per family.

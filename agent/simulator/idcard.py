@@ -12,8 +12,9 @@ Tests (and the API's test hooks) put other cards on it with
 :meth:`~SimulatedIdCardReader.remove_card`; a card removed during a read fails that read
 with :class:`~agent.errors.CardRemovedError`, as a hand pulling a card would.
 
-The emulator's test CSCA is always trusted, so the simulated card verifies as ``valid``;
-certificates from ``csca_dir`` are trusted in addition.
+The emulator's test CSCA is trusted (unless ``trust_card_csca = false``: a card from a state
+whose CSCA is not installed, verified as ``unknown_issuer``), so the simulated card verifies
+as ``valid``; certificates from ``csca_dir`` are trusted in addition.
 """
 
 from __future__ import annotations
@@ -191,7 +192,8 @@ class SimulatedIdCardBackend(SingleDeviceBackend):
     """``sim-idcard``: one simulated reader with :func:`simulated_cccd` on it.
 
     Options: ``profile`` (``cccd``, the default, ``passport`` or ``empty`` for no card at
-    start), ``csca_dir`` (more trusted CSCAs).
+    start), ``csca_dir`` (more trusted CSCAs), ``trust_card_csca`` (``true``, the default: the
+    emulator's CSCA is trusted).
     """
 
     name = "sim-idcard"
@@ -206,6 +208,10 @@ class SimulatedIdCardBackend(SingleDeviceBackend):
         self._profile_name = profile
         csca_dir = options.get("csca_dir")
         self._csca_dir = Path(str(csca_dir)) if csca_dir else None
+        trust_card_csca = options.get("trust_card_csca", True)
+        if not isinstance(trust_card_csca, bool):
+            raise ConfigError("drivers.sim-idcard.trust_card_csca must be true or false")
+        self._trust_card_csca = trust_card_csca
         self._issued: EmulatedEmrtd | None = None
         self.initial_card: EmulatedEmrtd | None = None
         self._trust: TrustStore | None = None
@@ -225,7 +231,8 @@ class SimulatedIdCardBackend(SingleDeviceBackend):
 
     def _load_trust(self, card: EmulatedEmrtd) -> TrustStore:
         store = TrustStore.from_directory(self._csca_dir) if self._csca_dir is not None else TrustStore()
-        store.add_certificate(card.issued.pki.csca_der)
+        if self._trust_card_csca:
+            store.add_certificate(card.issued.pki.csca_der)
         return store
 
     async def trust_store(self) -> TrustStore:

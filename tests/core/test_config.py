@@ -56,3 +56,21 @@ def test_cli_reports_config_errors_with_exit_2_and_no_traceback(tmp_path: Path) 
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1
         assert ("wat" in lines[0]) or ("not found" in lines[0])
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[doctor]\nexpect = ["idcard", "camera"]\n', "doctor.expect entry 'camera' is not a device family"),
+    ('[doctor]\nexpect = "idcard"\n', "doctor.expect must be a list"),
+    ("[doctor]\nwait_seconds = 0\n", "doctor.wait_seconds must be positive"),
+    ("[doctor]\nexpected = []\n", "unknown key 'doctor.expected'"),
+])
+def test_doctor_section_is_validated(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert message in err.value.message
+
+
+def test_doctor_section_defaults_and_values(tmp_path: Path) -> None:
+    assert load_config(None).doctor.expect == []
+    cfg = load_config(write(tmp_path, '[doctor]\nexpect = ["idcard", "printer"]\nwait_seconds = 30\n'))
+    assert (cfg.doctor.expect, cfg.doctor.wait_seconds) == (["idcard", "printer"], 30.0)

@@ -30,6 +30,10 @@ async def test_passive_unknown_issuer_for_a_csca_not_in_the_store() -> None:
     result, _, _ = await read_card(sample_cccd(), faults=CardFaults(unknown_csca=True))
     assert result.verification.passive is Verdict.UNKNOWN_ISSUER
     assert any("no CSCA" in d for d in result.verification.details)
+    # the note names the CSCA to install (a state's certificate: no personal data)
+    (note,) = [d for d in result.verification.details if "no CSCA" in d]
+    assert note.startswith("passive: no CSCA in the trust store for the DS issuer CN="), note
+    assert note.endswith(",C=VN"), note
 
 
 @pytest.mark.parametrize("group", [1, 2, 13, 15])

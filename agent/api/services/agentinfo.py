@@ -33,7 +33,7 @@ class AgentServiceCore:
                      for (f, s), n in sorted(counts.items())],
             leases_held=self._rt.leases.held, event_clients=self._rt.bus.subscriber_count,
             backends=sorted(n for n, st in self._rt.backend_status.items() if st.running),
-            backend_errors=sorted(f"{n}: {st.error}" for n, st in self._rt.backend_status.items() if not st.running),
+            backend_errors=self._rt.backend_problems(),
             simulate=self._rt.simulate)
         msg.started_at.CopyFrom(convert.timestamp(self._rt.started_at))
         return msg

@@ -91,6 +91,13 @@ class Certificate:
             return None
         return key if isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey) else None
 
+    def issuer_name(self) -> str:
+        """The issuer's distinguished name, e.g. ``CN=CSCA Test,O=...,C=VN`` (for a DS certificate: a
+        state's CSCA, never personal data)."""
+        if self.fast is not None:
+            return self.fast.issuer.rfc4514_string()
+        return str(self.asn1.issuer.human_friendly)
+
     def valid_at(self, when: dt.datetime) -> bool:
         return self.not_before <= when <= self.not_after
 

@@ -373,6 +373,12 @@ class PcscBackend(DeviceBackend):
         for device in devices:
             await device.close()
 
+    def service_problem(self) -> str:
+        watcher = self._watcher
+        if watcher is not None and watcher.service_available is False:  # None: not tried yet
+            return "the PC/SC service (pcscd) is not reachable"
+        return ""
+
     async def trust_store(self) -> TrustStore:
         """The CSCA store, loaded once (off the event loop) on first use."""
         from agent.drivers.idcard.trust_store import TrustStore

@@ -110,7 +110,7 @@ def check_sod(sod_data: bytes | None, trust: TrustStore | None, now: dt.datetime
 def _chain(ds: Certificate, trust: TrustStore | None, now: dt.datetime) -> CheckResult:
     named, csca = trust.find_issuer(ds) if trust is not None else (False, None)
     if not named:
-        return CheckResult(Verdict.UNKNOWN_ISSUER, ["no CSCA in the trust store for the DS issuer"])
+        return CheckResult(Verdict.UNKNOWN_ISSUER, [f"no CSCA in the trust store for the DS issuer {ds.issuer_name()}"])
     if csca is None:
         return CheckResult(Verdict.INVALID, ["DS certificate signature does not verify with the CSCA"])
     if not csca.valid_at(now):

@@ -143,7 +143,7 @@ class AgentHealth(_message.Message):
 
     @_builtins.property
     def backend_errors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """backends that failed to start, with reason"""
+        """backends that failed to start or whose service (pcscd) is down, with reason"""
 
     def __init__(
         self,

@@ -164,7 +164,7 @@ export type AgentHealth = Message<"centre.agent.v1.AgentHealth"> & {
   backends: string[];
 
   /**
-   * backends that failed to start, with reason
+   * backends that failed to start or whose service (pcscd) is down, with reason
    *
    * @generated from field: repeated string backend_errors = 8;
    */
