@@ -105,11 +105,17 @@ class AgentConfig:
     drivers: dict[str, DriverTable] = field(default_factory=dict)
     source: str = ""  # file the config came from ("" = defaults)
 
-    def backend_decisions(self, presence: PresenceProbe = probe) -> list[BackendDecision]:
-        """For each ``[drivers.*]`` table, in file order: does the backend run, and why."""
+    def backend_decisions(self, presence: PresenceProbe = probe, simulate: bool = False) -> list[BackendDecision]:
+        """For each ``[drivers.*]`` table, in file order: does the backend run, and why.
+
+        With ``simulate`` (``--simulate``: emulated devices) an ``auto`` backend stays off;
+        only backends set to ``true`` run beside the simulated ones.
+        """
         decisions = []
         for name, table in self.drivers.items():
-            if table.enabled == AUTO:
+            if table.enabled == AUTO and simulate:
+                decisions.append(BackendDecision(name, table.enabled, False, 'enabled = "auto", off with --simulate'))
+            elif table.enabled == AUTO:
                 found = presence(name)
                 state = "present" if found.present else "not present"
                 decisions.append(BackendDecision(name, table.enabled, found.present,
@@ -119,9 +125,9 @@ class AgentConfig:
                                                  f"enabled = {str(table.enabled).lower()}"))
         return decisions
 
-    def enabled_backends(self, presence: PresenceProbe = probe) -> list[str]:
+    def enabled_backends(self, presence: PresenceProbe = probe, simulate: bool = False) -> list[str]:
         """The backends that will run: ``auto`` resolved with ``presence``."""
-        return [d.name for d in self.backend_decisions(presence) if d.runs]
+        return [d.name for d in self.backend_decisions(presence, simulate) if d.runs]
 
     def backend_options(self, name: str) -> DriverOptions:
         """The checked options of ``name`` (its defaults when the config has no table for it)."""

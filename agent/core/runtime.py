@@ -42,7 +42,7 @@ class AgentRuntime:
         self.config = config
         self.simulate = simulate
         #: every configured backend: runs or not, and why ("auto" resolved once, here)
-        self.backend_decisions: list[BackendDecision] = config.backend_decisions(presence)
+        self.backend_decisions: list[BackendDecision] = config.backend_decisions(presence, simulate)
         self.version = __version__
         self.started_at = time.time()
         self.state_dir = Path(config.agent.state_dir)
