@@ -37,6 +37,10 @@ class DriverOptions:
     #: Fields whose values are one of a few strings (checked by :mod:`agent.schema`).
     CHOICES: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
+    def problems(self) -> list[str]:
+        """What is wrong beyond keys and types, each ``"<key> <what>"`` (checked at load)."""
+        return []
+
 
 OptionsT = TypeVar("OptionsT", bound=DriverOptions)
 
@@ -87,6 +91,9 @@ class IppOptions(DriverOptions):
     poll_interval: float = 30.0  # seconds between status polls while idle
     verify_tls: bool = False  # check certificates of ipps printers (they ship self-signed ones)
 
+    def problems(self) -> list[str]:
+        return _positive(poll_interval=self.poll_interval)
+
 
 @dataclass(frozen=True)
 class CupsOptions(DriverOptions):
@@ -94,6 +101,9 @@ class CupsOptions(DriverOptions):
 
     server: str = ""  # "host:port" of the CUPS server; "" = libcups' default (the local cupsd)
     poll_interval: float = 30.0  # seconds between reads of the queue list and queue states
+
+    def problems(self) -> list[str]:
+        return _positive(poll_interval=self.poll_interval)
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,11 @@ class EscposOptions(DriverOptions):
 
     printers: list[EscposPrinterOptions] = field(default_factory=list)
     poll_interval: float = 30.0  # seconds between status queries while idle
+
+    def problems(self) -> list[str]:
+        return [*(f"printers[{i}] needs exactly one of device and address"
+                  for i, p in enumerate(self.printers) if bool(p.device) == bool(p.address)),
+                *_positive(poll_interval=self.poll_interval)]
 
 
 # -- fingerprint sensors ---------------------------------------------------------------------------
@@ -219,6 +234,10 @@ class SimPrinterOptions(DriverOptions):
     job_seconds: float = 0.05  # time a job takes
     poll_interval: float = 30.0  # seconds between status polls while idle
 
+    def problems(self) -> list[str]:
+        return [f"{key} must not be negative" for key, value in
+                (("job_seconds", self.job_seconds), ("poll_interval", self.poll_interval)) if value < 0]
+
 
 @dataclass(frozen=True)
 class SimBarcodeOptions(DriverOptions):
@@ -226,6 +245,10 @@ class SimBarcodeOptions(DriverOptions):
 
     demo_scans: list[str] = field(default_factory=list)  # texts "scanned" one after the other
     demo_interval: float = 0.0  # seconds between them; 0 = none
+
+
+def _positive(**values: float) -> list[str]:
+    return [f"{key} must be a positive number" for key, value in values.items() if value <= 0]
 
 
 #: Backend name -> its options class (the same names as :data:`agent.drivers.registry.BACKENDS`).
@@ -257,7 +280,14 @@ def parse_driver_table(name: str, data: Mapping[str, Any], file: str) -> DriverT
     if not (isinstance(enabled, bool) or enabled == AUTO):
         raise ConfigError(f"{file}: {where}.enabled must be true, false or \"auto\", not {enabled!r}")
     options = {k: v for k, v in data.items() if k != "enabled"}
-    return DriverTable(enabled, build_table(cls, options, where, file))
+    return DriverTable(enabled, _checked(build_table(cls, options, where, file), where, file))
+
+
+def _checked(options: OptionsT, where: str, file: str) -> OptionsT:
+    problems = options.problems()
+    if problems:
+        raise ConfigError(f"{file}: {where}.{problems[0]}")
+    return options
 
 
 def typed_options(cls: type[OptionsT], options: Mapping[str, Any] | DriverOptions) -> OptionsT:
@@ -269,4 +299,4 @@ def typed_options(cls: type[OptionsT], options: Mapping[str, Any] | DriverOption
         raise TypeError(f"{cls.backend} options expected, got {type(options).__name__}")
     where = f"drivers.{cls.backend}"
     built: OptionsT = build_table(cls, options, where, f"[{where}]")
-    return built
+    return _checked(built, where, f"[{where}]")

@@ -12,7 +12,6 @@ from agent.domain.device import DeviceDescriptor, DeviceFamily
 from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext
 from agent.drivers.options import SimPrinterOptions, typed_options
 from agent.drivers.printer.ipp_backend import DEFAULT_POLL_INTERVAL, IppPrinter
-from agent.errors import ConfigError
 from agent.simulator.ipp_printer import EmulatedIppPrinter
 
 
@@ -23,9 +22,6 @@ class SimulatedPrinterBackend(DeviceBackend):
     def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(ctx, options)
         opts = typed_options(SimPrinterOptions, options)
-        for key, value in (("job_seconds", opts.job_seconds), ("poll_interval", opts.poll_interval)):
-            if value < 0:
-                raise ConfigError(f"drivers.sim-printer.{key} must be a non-negative number")
         self.emulator = EmulatedIppPrinter(job_seconds=opts.job_seconds)
         self._poll_interval = opts.poll_interval or DEFAULT_POLL_INTERVAL
         self.device: IppPrinter | None = None

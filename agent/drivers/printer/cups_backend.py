@@ -30,7 +30,6 @@ from agent.drivers.printer.ipp import parse_capabilities, parse_job, parse_statu
 from agent.drivers.printer.ipp_codec import Attribute, AttributeGroup, GroupTag, IntRange, Value, ValueTag
 from agent.errors import (
     AgentError,
-    ConfigError,
     DeviceBusyError,
     DeviceProtocolError,
     DeviceUnavailableError,
@@ -190,8 +189,6 @@ class CupsBackend(DeviceBackend):
     def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(ctx, options)
         opts = typed_options(CupsOptions, options)
-        if opts.poll_interval <= 0:
-            raise ConfigError("drivers.cups.poll_interval must be a positive number")
         self._server = opts.server
         self._poll_interval = opts.poll_interval
         self.devices: dict[str, CupsPrinter] = {}

@@ -47,7 +47,6 @@ from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext, Pri
 from agent.drivers.options import EscposOptions, EscposPrinterOptions, typed_options
 from agent.errors import (
     AgentError,
-    ConfigError,
     DataFormatError,
     DeviceProtocolError,
     DeviceStateError,
@@ -359,10 +358,6 @@ class EscposBackend(DeviceBackend):
     def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(ctx, options)
         opts = typed_options(EscposOptions, options)
-        if not all(bool(p.device) != bool(p.address) for p in opts.printers):
-            raise ConfigError("drivers.escpos.printers: a list of {device = ...} or {address = ...}")
-        if opts.poll_interval <= 0:
-            raise ConfigError("drivers.escpos.poll_interval must be a positive number")
         self._printers: list[EscposPrinterOptions] = opts.printers
         self._poll_interval = opts.poll_interval
         self.devices: list[EscposPrinter] = []

@@ -38,7 +38,7 @@ from agent.domain.printer import (
 from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext, Printer
 from agent.drivers.options import IppOptions, typed_options
 from agent.drivers.printer.ipp import IppClient, PrinterSnapshot
-from agent.errors import AgentError, ConfigError, DeviceUnavailableError, InvalidRequestError
+from agent.errors import AgentError, DeviceUnavailableError, InvalidRequestError
 
 SERVICE_TYPES = ("_ipp._tcp.local.", "_ipps._tcp.local.")
 DEFAULT_POLL_INTERVAL = IppOptions.poll_interval
@@ -237,8 +237,6 @@ class IppBackend(DeviceBackend):
     def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(ctx, options)
         opts = typed_options(IppOptions, options)
-        if opts.poll_interval <= 0:
-            raise ConfigError("drivers.ipp.poll_interval must be a positive number")
         self._uris: tuple[str, ...] = tuple(opts.uris)
         self._browse = opts.browse
         self._poll_interval = opts.poll_interval
