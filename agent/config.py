@@ -13,11 +13,14 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any
 from urllib.parse import urlsplit
 
 from agent.domain.device import DeviceFamily
+from agent.drivers.options import AUTO, OPTIONS, DriverOptions, DriverTable, Enabled, parse_driver_table
+from agent.drivers.presence import PresenceProbe, probe
 from agent.errors import ConfigError
+from agent.schema import build_table
 
 DEFAULT_SOCKET = "/run/centre-agent/agent.sock"
 DEFAULT_STATE_DIR = "/var/lib/centre-agent"
@@ -108,19 +111,57 @@ class AgentConfig:
     web: WebSection = field(default_factory=WebSection)
     uplink: UplinkSection = field(default_factory=UplinkSection)
     doctor: DoctorSection = field(default_factory=DoctorSection)
-    # one table per backend: [drivers.<backend>] with ``enabled`` and backend options
-    drivers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # one checked table per backend: [drivers.<backend>] with ``enabled`` and the backend's options
+    drivers: dict[str, DriverTable] = field(default_factory=dict)
     source: str = ""  # file the config came from ("" = defaults)
 
-    def enabled_backends(self) -> list[str]:
-        return [name for name, opts in self.drivers.items() if opts.get("enabled", True)]
+    def backend_decisions(self, presence: PresenceProbe = probe, simulate: bool = False) -> list[BackendDecision]:
+        """For each ``[drivers.*]`` table, in file order: does the backend run, and why.
 
-    def backend_options(self, name: str) -> dict[str, Any]:
-        return {k: v for k, v in self.drivers.get(name, {}).items() if k != "enabled"}
+        With ``simulate`` (``--simulate``: emulated devices) an ``auto`` backend stays off;
+        only backends set to ``true`` run beside the simulated ones.
+        """
+        decisions = []
+        for name, table in self.drivers.items():
+            if table.enabled == AUTO and simulate:
+                decisions.append(BackendDecision(name, table.enabled, False, 'enabled = "auto", off with --simulate'))
+            elif table.enabled == AUTO:
+                found = presence(name)
+                state = "present" if found.present else "not present"
+                decisions.append(BackendDecision(name, table.enabled, found.present,
+                                                 f"enabled = \"auto\", {state}: {found.detail}"))
+            else:
+                decisions.append(BackendDecision(name, table.enabled, bool(table.enabled),
+                                                 f"enabled = {str(table.enabled).lower()}"))
+        return decisions
+
+    def enabled_backends(self, presence: PresenceProbe = probe, simulate: bool = False) -> list[str]:
+        """The backends that will run: ``auto`` resolved with ``presence``."""
+        return [d.name for d in self.backend_decisions(presence, simulate) if d.runs]
+
+    def backend_options(self, name: str) -> DriverOptions:
+        """The checked options of ``name`` (its defaults when the config has no table for it)."""
+        table = self.drivers.get(name)
+        return table.options if table is not None else OPTIONS[name]()
 
     def digest(self) -> str:
         blob = json.dumps(_plain(self), sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()
+
+
+@dataclass(frozen=True)
+class BackendDecision:
+    """Whether a configured backend runs on this machine, and why (for the log and the doctor)."""
+
+    name: str
+    enabled: Enabled  # as configured: True, False or "auto"
+    runs: bool
+    reason: str  # e.g. 'enabled = "auto", not present: cupsd not found (...)'
+
+    @property
+    def auto_absent(self) -> bool:
+        """``auto`` and the backend's service or library is not on this machine."""
+        return self.enabled == AUTO and not self.runs
 
 
 _SECRET_FIELDS = frozenset({"source", "token"})
@@ -129,54 +170,11 @@ _SECRET_FIELDS = frozenset({"source", "token"})
 def _plain(obj: Any) -> Any:
     if is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj) if f.name not in _SECRET_FIELDS}
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
     return obj
-
-
-def _check(value: Any, hint: Any, where: str, file: str) -> Any:
-    origin = get_origin(hint)
-    if is_dataclass(hint) and isinstance(hint, type):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{file}: [{where}] must be a table")
-        return _build(hint, value, where, file)
-    if origin is list:
-        (item,) = get_args(hint)
-        if not isinstance(value, list):
-            raise ConfigError(f"{file}: {where} must be a list")
-        return [_check(v, item, f"{where}[{i}]", file) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{file}: [{where}] must be a table")
-        return {str(k): (dict(v) if isinstance(v, Mapping) else _bad(f"{where}.{k}", "a table", file))
-                for k, v in value.items()}
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{file}: {where} must be a number, not {type(value).__name__}")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{file}: {where} must be an integer, not {type(value).__name__}")
-        return value
-    if hint is bool or hint is str:
-        if not isinstance(value, hint):
-            raise ConfigError(f"{file}: {where} must be a {hint.__name__}, not {type(value).__name__}")
-        return value
-    return value
-
-
-def _bad(where: str, what: str, file: str) -> Any:
-    raise ConfigError(f"{file}: [{where}] must be {what}")
-
-
-def _build(cls: type[Any], data: Mapping[str, Any], where: str, file: str) -> Any:
-    hints = get_type_hints(cls)
-    known = {f.name for f in fields(cls) if f.name != "source"}
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{where}.{key}" if where else key
-        if key not in known:
-            raise ConfigError(f"{file}: unknown key {name!r}")
-        kwargs[key] = _check(value, hints[key], name, file)
-    return cls(**kwargs)
 
 
 def load_config(path: str | os.PathLike[str] | None) -> AgentConfig:
@@ -194,8 +192,12 @@ def load_config(path: str | os.PathLike[str] | None) -> AgentConfig:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-    config: AgentConfig = _build(AgentConfig, data, "", file)
-    config = replace(config, source=file)
+    drivers = data.pop("drivers", {})
+    if not isinstance(drivers, Mapping):
+        raise ConfigError(f"{file}: [drivers] must be a table of [drivers.<backend>] tables")
+    config: AgentConfig = build_table(AgentConfig, data, "", file, skip=frozenset({"source", "drivers"}))
+    tables = {str(name): parse_driver_table(str(name), table, file) for name, table in drivers.items()}
+    config = replace(config, drivers=tables, source=file)
     validate_semantics(config)
     return config
 

@@ -45,7 +45,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         print(f"\nFAIL: the test session left child processes running: {left}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     _uses.active = False
-    closure = system_files.package_closure(system_files.listed_packages(REPO))
+    closure = system_files.allowed_packages(REPO)
     problems = system_files.judge(_uses.uses.values(), exempt_roots=system_files.exempt_roots(REPO),
                                   closure=closure)
     if problems:

@@ -14,6 +14,7 @@ from agent.config import AgentConfig, UplinkSection, load_config
 from agent.doctor.checks import Outcome, Report
 from agent.doctor.device_checks import DoctorOptions, run_device_checks
 from agent.doctor.expectations import expected_families
+from agent.drivers.options import DriverTable, PcscOptions, SimBarcodeOptions
 from agent.drivers.registry import SIMULATED_BACKENDS
 from agent.errors import ConfigError
 
@@ -48,7 +49,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _options(args: argparse.Namespace, socket: str, config: AgentConfig) -> DoctorOptions:
     mrz = (args.doc_number, args.birth_date, args.expiry_date) \
         if args.doc_number and args.birth_date and args.expiry_date else None
-    csca_dir = str(config.backend_options("pcsc").get("csca_dir") or config.idcard.csca_dir)
+    pcsc = config.backend_options("pcsc")
+    csca_dir = (pcsc.csca_dir if isinstance(pcsc, PcscOptions) else "") or config.idcard.csca_dir
     return DoctorOptions(socket=socket, card_mrz=mrz, card_can=args.can, print_test_page=not args.no_print,
                          scan_test_page=not args.no_scan, capture_finger=not args.no_finger,
                          scan_barcode=not args.no_barcode, expect=expected_families(config, simulate=args.simulate),
@@ -74,9 +76,13 @@ async def _doctor(args: argparse.Namespace) -> Report:
 def _simulated(config: AgentConfig, tmp: str) -> AgentConfig:
     """The private agent of ``--simulate``: simulated devices only (the config's options for them kept),
     its own socket and state, no listener but the socket; the barcode scanner scans by itself."""
-    drivers = {name: dict(opts) for name, opts in config.drivers.items() if name in SIMULATED_BACKENDS}
-    drivers.setdefault("sim-barcode", {}).setdefault("demo_scans", ["centre-doctor test scan"])
-    drivers["sim-barcode"].setdefault("demo_interval", SIMULATED_SCAN_INTERVAL_S)
+    drivers = {name: table for name, table in config.drivers.items() if name in SIMULATED_BACKENDS}
+    barcode = drivers.get("sim-barcode", DriverTable(True, SimBarcodeOptions()))
+    scans = barcode.options
+    if isinstance(scans, SimBarcodeOptions):
+        scans = dataclasses.replace(scans, demo_scans=scans.demo_scans or ["centre-doctor test scan"],
+                                    demo_interval=scans.demo_interval or SIMULATED_SCAN_INTERVAL_S)
+    drivers["sim-barcode"] = dataclasses.replace(barcode, options=scans)
     return dataclasses.replace(
         config, agent=dataclasses.replace(config.agent, socket=f"{tmp}/agent.sock", state_dir=f"{tmp}/state", tcp=""),
         metrics=dataclasses.replace(config.metrics, listen=""), web=dataclasses.replace(config.web, listen=""),

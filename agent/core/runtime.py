@@ -6,11 +6,11 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from agent import __version__
-from agent.config import AgentConfig
+from agent.config import AgentConfig, BackendDecision
 from agent.core.context import CoreDriverContext, SharedZeroconf
 from agent.core.events import EventBus
 from agent.core.ids import KnownDeviceStore
@@ -18,6 +18,8 @@ from agent.core.leases import LeaseManager
 from agent.core.printing import PrinterQueues
 from agent.core.registry import DeviceRegistry
 from agent.drivers.base import DeviceBackend
+from agent.drivers.options import DriverOptions, PcscOptions, SimIdCardOptions
+from agent.drivers.presence import PresenceProbe, probe
 from agent.drivers.registry import SIMULATED_BACKENDS, load_backend_class
 from agent.errors import AgentError, ConfigError
 from agent.metrics import AgentMetrics
@@ -35,9 +37,12 @@ class BackendStatus:
 class AgentRuntime:
     """Everything the API layer talks to. Knows nothing of protobuf."""
 
-    def __init__(self, config: AgentConfig, simulate: bool = False, metrics: AgentMetrics | None = None) -> None:
+    def __init__(self, config: AgentConfig, simulate: bool = False, metrics: AgentMetrics | None = None,
+                 presence: PresenceProbe = probe) -> None:
         self.config = config
         self.simulate = simulate
+        #: every configured backend: runs or not, and why ("auto" resolved once, here)
+        self.backend_decisions: list[BackendDecision] = config.backend_decisions(presence, simulate)
         self.version = __version__
         self.started_at = time.time()
         self.state_dir = Path(config.agent.state_dir)
@@ -65,12 +70,20 @@ class AgentRuntime:
         return True
 
     def backend_names(self) -> list[str]:
-        names = list(self.config.enabled_backends())
+        names = [d.name for d in self.backend_decisions if d.runs]
         if self.simulate:
             names = [*SIMULATED_BACKENDS, *(n for n in names if n not in SIMULATED_BACKENDS)]
         return names
 
+    def _options(self, name: str) -> DriverOptions:
+        options = self.config.backend_options(name)
+        if isinstance(options, PcscOptions | SimIdCardOptions) and not options.csca_dir:
+            options = replace(options, csca_dir=self.config.idcard.csca_dir)
+        return options
+
     async def start(self) -> None:
+        for decision in self.backend_decisions:
+            log.info("backend %s %s: %s", decision.name, "on" if decision.runs else "off", decision.reason)
         for name in self.backend_names():
             try:
                 cls = load_backend_class(name)
@@ -79,9 +92,7 @@ class AgentRuntime:
             except Exception as exc:
                 self._backend_failed(name, f"cannot load: {type(exc).__name__}: {exc}")
                 continue
-            options = dict(self.config.backend_options(name))
-            if name.startswith("sim-idcard") or name == "pcsc":
-                options.setdefault("csca_dir", self.config.idcard.csca_dir)
+            options = self._options(name)
             ctx = CoreDriverContext(name, self.registry, self.bus, self.executor, self.zeroconf,
                                     self.state_dir, self.simulate)
             try:

@@ -29,8 +29,11 @@ Rules for every driver
   the core applies the debounce window, so a device that blinks out for a
   second is not reported gone.
 
-Adding a backend: one module in ``agent/drivers/<family>/`` and one row in
-:data:`agent.drivers.registry.BACKENDS`.
+Adding a backend: one module in ``agent/drivers/<family>/``, one row in
+:data:`agent.drivers.registry.BACKENDS`, its options class in
+:mod:`agent.drivers.options` (read with :func:`~agent.drivers.options.typed_options`
+in the backend's ``__init__``), a presence probe in :mod:`agent.drivers.presence`, and
+its table in ``config/agent.example.toml``.
 """
 
 from __future__ import annotations
@@ -54,14 +57,16 @@ from agent.domain.fingerprint import (
 from agent.domain.idcard import AccessKey, CardRead, ReadOptions
 from agent.domain.printer import PrintDocument, PrinterCapabilities, PrinterStatus, PrintJobStatus
 from agent.domain.scanner import ScannedPage, ScannerCapabilities, ScanSettings
+from agent.drivers.options import DriverOptions
 
 if TYPE_CHECKING:
     from zeroconf.asyncio import AsyncZeroconf
 
 T = TypeVar("T")
 
-#: Backend options come from the ``[drivers.<backend>]`` table of the agent config.
-BackendOptions = Mapping[str, Any]
+#: Backend options: the checked ``[drivers.<backend>]`` table of the agent config, or a plain
+#: mapping (tests, benchmarks); a backend reads them through :func:`agent.drivers.options.typed_options`.
+BackendOptions = Mapping[str, Any] | DriverOptions
 
 
 class DriverContext(abc.ABC):

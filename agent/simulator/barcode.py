@@ -26,6 +26,7 @@ from agent.drivers.barcode.keyboard_wedge import (
 )
 from agent.drivers.barcode.scan_delivery import DeliveringScanner
 from agent.drivers.base import BackendOptions, Device, DeviceBackend, DriverContext
+from agent.drivers.options import SimBarcodeOptions, typed_options
 
 KEY_LEFTSHIFT = 42
 #: Enter on the main block; keypad codes are for Alt sequences only.
@@ -106,8 +107,9 @@ class SimulatedBarcodeBackend(DeviceBackend):
 
     def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(ctx, options)
-        self._demo = [str(t) for t in options.get("demo_scans", [])]
-        self._interval = float(options.get("demo_interval", 0))
+        opts = typed_options(SimBarcodeOptions, options)
+        self._demo = list(opts.demo_scans)
+        self._interval = opts.demo_interval
         self._task: asyncio.Task[None] | None = None
         self.device: SimulatedBarcodeScanner | None = None
 

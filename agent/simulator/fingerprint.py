@@ -34,6 +34,7 @@ from agent.domain.fingerprint import (
 from agent.drivers.base import BackendOptions, DriverContext
 from agent.drivers.fingerprint.glib_thread import GLibThread
 from agent.drivers.fingerprint.libfprint_backend import LibfprintBackend, LibfprintSensor
+from agent.drivers.options import LibfprintOptions, SimFingerprintOptions, typed_options
 from agent.errors import ConfigError, DeviceUnavailableError
 from agent.simulator.virtual_image import VirtualImageFinger, print_frame
 
@@ -103,9 +104,10 @@ class SimulatedFingerprintBackend(LibfprintBackend):
 
     def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
         self._socket_dir = Path(tempfile.mkdtemp(prefix="centre-sim-fp-"))
-        folder = Path(str(options.get("prints_dir", ""))) if options.get("prints_dir") else default_prints_dir()
-        self._enroll_print = str(options.get("enroll_print", "whorl"))
-        self._match_print = str(options.get("match_print", "whorl"))
+        opts = typed_options(SimFingerprintOptions, options)
+        folder = Path(opts.prints_dir) if opts.prints_dir else default_prints_dir()
+        self._enroll_print = opts.enroll_print
+        self._match_print = opts.match_print
         try:
             self._frames = {png.stem: print_frame(png) for png in sorted(folder.glob("*.png"))}
         except (OSError, ValueError):
@@ -114,11 +116,11 @@ class SimulatedFingerprintBackend(LibfprintBackend):
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             message = (f"sim-fingerprint: sample prints not found in {folder} "
                        "(set prints_dir or CENTRE_FINGERPRINT_PRINTS)")
-            if options.get("prints_dir"):
+            if opts.prints_dir:
                 raise ConfigError(message)
             raise DeviceUnavailableError(message)  # this backend fails alone; the agent runs on
         self._socket = str(self._socket_dir / "virtual-image.sock")
-        super().__init__(ctx, {"virtual_image_socket": self._socket, "drivers": ["virtual_image"]})
+        super().__init__(ctx, LibfprintOptions(virtual_image_socket=self._socket, drivers=["virtual_image"]))
 
     def make_sensor(self, descriptor: DeviceDescriptor, glib: GLibThread, fpdev: Any) -> LibfprintSensor:
         return SimulatedFingerprintSensor(descriptor, self._ctx, glib, fpdev, VirtualImageFinger(self._socket),

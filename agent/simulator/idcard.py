@@ -29,6 +29,7 @@ from agent.domain.events import EventKind
 from agent.domain.idcard import AccessKey, CardRead, MrzKey, ReadOptions
 from agent.drivers.base import BackendOptions, DriverContext, IdCardReader
 from agent.drivers.idcard.trust_store import TrustStore
+from agent.drivers.options import SimIdCardOptions, typed_options
 from agent.errors import (
     AgentError,
     CardRemovedError,
@@ -202,16 +203,10 @@ class SimulatedIdCardBackend(SingleDeviceBackend):
 
     def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(ctx, options)
-        profile = str(options.get("profile", "cccd"))
-        if profile not in ("cccd", "passport", "empty"):
-            raise ConfigError(f"drivers.sim-idcard.profile must be cccd, passport or empty, not {profile!r}")
-        self._profile_name = profile
-        csca_dir = options.get("csca_dir")
-        self._csca_dir = Path(str(csca_dir)) if csca_dir else None
-        trust_card_csca = options.get("trust_card_csca", True)
-        if not isinstance(trust_card_csca, bool):
-            raise ConfigError("drivers.sim-idcard.trust_card_csca must be true or false")
-        self._trust_card_csca = trust_card_csca
+        opts = typed_options(SimIdCardOptions, options)
+        self._profile_name = opts.profile
+        self._csca_dir = Path(opts.csca_dir) if opts.csca_dir else None
+        self._trust_card_csca = opts.trust_card_csca
         self._issued: EmulatedEmrtd | None = None
         self.initial_card: EmulatedEmrtd | None = None
         self._trust: TrustStore | None = None

@@ -1,8 +1,7 @@
 """The ``--simulate`` printer: an emulated IPP Everywhere printer in-process on 127.0.0.1,
 driven by the real IPP backend (:mod:`agent.drivers.printer.ipp_backend`).
 
-Backend options (``[drivers.sim-printer]``): ``job_seconds`` (time a job takes, default
-0.05), ``poll_interval`` (status polls while idle, default 30).
+Backend options (``[drivers.sim-printer]``): :class:`agent.drivers.options.SimPrinterOptions`.
 """
 
 from __future__ import annotations
@@ -11,8 +10,8 @@ from typing import ClassVar
 
 from agent.domain.device import DeviceDescriptor, DeviceFamily
 from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext
+from agent.drivers.options import SimPrinterOptions, typed_options
 from agent.drivers.printer.ipp_backend import DEFAULT_POLL_INTERVAL, IppPrinter
-from agent.errors import ConfigError
 from agent.simulator.ipp_printer import EmulatedIppPrinter
 
 
@@ -22,13 +21,9 @@ class SimulatedPrinterBackend(DeviceBackend):
 
     def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(ctx, options)
-        job_seconds = options.get("job_seconds", 0.05)
-        poll_interval = options.get("poll_interval", DEFAULT_POLL_INTERVAL)
-        for key, value in (("job_seconds", job_seconds), ("poll_interval", poll_interval)):
-            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"drivers.sim-printer.{key} must be a non-negative number")
-        self.emulator = EmulatedIppPrinter(job_seconds=float(job_seconds))
-        self._poll_interval = float(poll_interval) or DEFAULT_POLL_INTERVAL
+        opts = typed_options(SimPrinterOptions, options)
+        self.emulator = EmulatedIppPrinter(job_seconds=opts.job_seconds)
+        self._poll_interval = opts.poll_interval or DEFAULT_POLL_INTERVAL
         self.device: IppPrinter | None = None
 
     async def start(self) -> None:

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from agent.domain.device import DeviceFamily
 from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext
+from agent.drivers.options import SimScannerOptions, typed_options
 from agent.drivers.scanner.escl import EsclScanner
 from agent.drivers.scanner.escl_discovery import probe_escl
 from agent.simulator.escl_scanner import EmulatorState, EsclEmulator
@@ -22,7 +23,7 @@ class SimulatedScannerBackend(DeviceBackend):
 
     def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(ctx, options)
-        sheets = int(options.get("sheets", 10))
+        sheets = typed_options(SimScannerOptions, options).sheets
         self.emulator = EsclEmulator(
             EmulatorState(
                 name="Simulated eSCL scanner",

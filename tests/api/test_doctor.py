@@ -170,9 +170,10 @@ def test_a_card_whose_csca_is_not_trusted_fails_with_what_to_install_and_where(t
 
 
 def test_prompts_wait_for_the_card_and_the_scan_then_fail(tmp_path: Path) -> None:
-    # no card on the reader, a barcode scanner nobody uses: each prompt waits --wait seconds
+    # no card on the reader, a barcode scanner nobody uses (its first scan an hour away): each prompt
+    # waits --wait seconds
     config = write_config(tmp_path / "agent.toml", '[drivers.sim-idcard]\nprofile = "empty"\n'
-                                                   "[drivers.sim-barcode]\ndemo_interval = 0.0\n")
+                                                   "[drivers.sim-barcode]\ndemo_interval = 3600.0\n")
     out = doctor("--simulate", "--config", str(config), "--no-gateway", "--wait", "1")
     assert out.returncode == 1, out.stdout + out.stderr
     assert ">>> insert the test card into the ID-card reader (waiting up to 1 s)" in out.stderr

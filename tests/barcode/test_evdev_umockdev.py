@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from evdev import ecodes
 
@@ -78,21 +79,27 @@ def evemu(stream_texts: list[tuple[float, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_scans_reach_the_agent_from_a_grabbed_device(tmp_path: Path) -> None:
+def run_mocked_scanner(tmp_path: Path, scans: list[tuple[float, str]], expected: int,
+                       *extra: str) -> dict[str, Any]:
+    """The evdev backend in ``umockdev_scan`` against the mocked scanner typing ``scans``."""
     umockdev_run = shutil.which("umockdev-run")
     assert umockdev_run, "umockdev-run missing: apt-get install umockdev (scripts/apt/fingerprint.txt)"
     (tmp_path / "scanner.umockdev").write_text(SYSFS)
     (tmp_path / "scanner.ioctl").write_text(ioctl_records())
-    (tmp_path / "scanner.evemu").write_text(evemu([
-        (0.3, "8934567890123\n"), (0.6, CCCD + "\n"), (1.5, "TAIL-42")]))
+    (tmp_path / "scanner.evemu").write_text(evemu(scans))
     result = subprocess.run(
         [umockdev_run, "-d", str(tmp_path / "scanner.umockdev"),
          "-i", f"/dev/input/event9={tmp_path / 'scanner.ioctl'}",
          "-e", f"/dev/input/event9={tmp_path / 'scanner.evemu'}",
-         "--", sys.executable, "-m", "tests.barcode.umockdev_scan", "3"],
+         "--", sys.executable, "-m", "tests.barcode.umockdev_scan", str(expected), *extra],
         cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_scans_reach_the_agent_from_a_grabbed_device(tmp_path: Path) -> None:
+    report = run_mocked_scanner(tmp_path, [(0.3, "8934567890123\n"), (0.6, CCCD + "\n"), (1.5, "TAIL-42")], 3)
     assert report["found"] == [NAME]
     assert report["keys"] == ["usb-0000:00:14.0-2/input0:0c2e:0b61"]
     assert report["grabbed"] == [True]
@@ -103,3 +110,33 @@ def test_scans_reach_the_agent_from_a_grabbed_device(tmp_path: Path) -> None:
         {"text": "TAIL-42", "cccd_qr": "false"},  # no suffix: ended by the pause
     ]
     assert report["counted"] == [3]
+
+
+def udev_database(tmp_path: Path, *properties: str) -> Path:
+    """A udev database holding the record of the mocked event9 (char 13:73), as systemd-udevd
+    writes it after the rules ran."""
+    data = tmp_path / "udev-data"
+    data.mkdir()
+    (data / "c13:73").write_text("".join(f"{line}\n" for line in ("I:1700000000", *properties)))
+    return data
+
+
+def test_udev_only_takes_the_scanner_the_udev_rules_marked(tmp_path: Path) -> None:
+    # as packaging/udev/60-centre-agent.rules leave a Honeywell scanner: kind, tag, group input
+    data = udev_database(tmp_path, "E:ID_INPUT_KEYBOARD=1", "E:CENTRE_AGENT_KIND=barcode", "G:centre-agent",
+                         "Q:centre-agent")
+    report = run_mocked_scanner(tmp_path, [(0.3, "8934567890123\n")], 1,
+                                json.dumps({"udev_only": True, "name_patterns": []}), str(data))
+    assert report["found"] == [NAME]  # found by the udev mark, not by its name
+    assert report["scans"] == [{"text": "8934567890123", "cccd_qr": "false"}]
+
+
+def test_udev_only_leaves_an_unmarked_device_unopened(tmp_path: Path) -> None:
+    # the same device with a name the patterns match, but the udev rules did not hand it to the agent
+    data = udev_database(tmp_path, "E:ID_INPUT_KEYBOARD=1", "G:seat")
+    report = run_mocked_scanner(tmp_path, [(0.3, "8934567890123\n")], 0, json.dumps({"udev_only": True}), str(data))
+    assert report["found"] == []
+    # no record in the udev database at all: not taken either
+    (data / "c13:73").unlink()
+    report = run_mocked_scanner(tmp_path, [], 0, json.dumps({"udev_only": True}), str(data))
+    assert report["found"] == []

@@ -1,7 +1,9 @@
 """Runs inside ``umockdev-run``: the real evdev backend reads the mocked scanner.
 
-Usage: ``python -m tests.barcode.umockdev_scan <expected scans>``; prints one JSON
-object with what the backend found, whether it grabbed, and the scans it emitted.
+Usage: ``python -m tests.barcode.umockdev_scan <expected scans> [<options JSON> [<udev data dir>]]``;
+prints one JSON object with what the backend found, whether it grabbed, and the scans it emitted.
+umockdev mocks ``/sys`` and ``/dev`` but not the udev database, so ``udev_only`` reads the
+test's own database directory (same file format as ``/run/udev/data``).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from agent.drivers.barcode.evdev_backend import EvdevBarcodeBackend
 from tests.support.driver_context import RecordingDriverContext
 
 
-async def run(expected: int) -> dict[str, object]:
+async def run(expected: int, options: dict[str, object], udev_data: Path | None) -> dict[str, object]:
     context = RecordingDriverContext(Path(tempfile.gettempdir()))
-    backend = EvdevBarcodeBackend(context, {"rescan_interval": 0, "gap": 0.2})
+    backend = EvdevBarcodeBackend(context, {"rescan_interval": 0, "gap": 0.2, **options})
+    if udev_data is not None:
+        backend.udev_data = udev_data
     await backend.start()
     grabbed = []
     for scanner in backend.scanners:
@@ -43,7 +47,9 @@ async def run(expected: int) -> dict[str, object]:
 
 
 def main() -> int:
-    print(json.dumps(asyncio.run(run(int(sys.argv[1])))))
+    options = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    udev_data = Path(sys.argv[3]) if len(sys.argv) > 3 else None
+    print(json.dumps(asyncio.run(run(int(sys.argv[1]), options, udev_data))))
     return 0
 
 

@@ -108,6 +108,7 @@ async def test_close_is_idempotent(subject: Subject) -> None:
 
 async def test_health_before_open_is_present(ctx: PrinterTestContext, tmp_path: Path) -> None:
     from agent.domain.device import DeviceDescriptor, DeviceState
+    from agent.drivers.options import EscposPrinterOptions
     from agent.drivers.printer.cups_backend import CupsPrinter
     from agent.drivers.printer.escpos_backend import EscposPrinter
     from agent.drivers.printer.ipp_backend import IppPrinter
@@ -118,7 +119,7 @@ async def test_health_before_open_is_present(ctx: PrinterTestContext, tmp_path: 
         raise AssertionError("no I/O before open")
 
     printers: list[Printer] = [IppPrinter(descriptor, ctx, "ipp://127.0.0.1:9/ipp/print"),
-                               EscposPrinter(descriptor, ctx, {"device": str(tmp_path / "none")}, 30),
+                               EscposPrinter(descriptor, ctx, EscposPrinterOptions(device=str(tmp_path / "none")), 30),
                                CupsPrinter(descriptor, ctx, "q", never)]
     for printer in printers:
         assert printer.health().state is DeviceState.PRESENT

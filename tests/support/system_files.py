@@ -122,6 +122,17 @@ def listed_packages(repo: Path) -> set[str]:
     return names
 
 
+def own_packages(repo: Path) -> set[str]:
+    """The Debian packages this project builds (``packaging/debian/<name>/control``): CI installs them."""
+    return {control.parent.name for control in (repo / "packaging" / "debian").glob("*/control")}
+
+
+def allowed_packages(repo: Path) -> set[str]:
+    """What a fresh machine has after the project's scripts ran: the closure of the listed packages,
+    and the project's own packages."""
+    return package_closure(listed_packages(repo)) | own_packages(repo)
+
+
 def _dependency_names(field: str) -> Iterable[str]:
     for clause in field.split(","):
         for alternative in clause.split("|"):

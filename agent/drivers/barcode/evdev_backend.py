@@ -5,11 +5,13 @@ the agent, never the focused window of the clerk's desktop. Key events go throug
 :class:`~agent.drivers.barcode.keyboard_wedge.KeyboardWedgeDecoder`; a pending scan
 without suffix ends when no key arrives for ``gap`` seconds.
 
-Backend options (``[drivers.evdev]``): ``devices`` (event node paths; default: every
-input device whose name matches ``name_patterns`` or whose ``vendor:product`` is in
-``usb_ids``), ``name_patterns``, ``usb_ids``, ``prefix``, ``suffix`` (default ``"\\n"``),
-``gap`` (0.2 s), ``max_length``, ``keymap`` (``us``), ``grab`` (true),
-``rescan_interval`` (seconds between looks for new devices, 5; 0 disables).
+Which devices: ``devices`` (event node paths; default: every input device whose name
+matches ``name_patterns`` or whose ``vendor:product`` is in ``usb_ids``). With
+``udev_only = true`` (the packaged config) only input devices the agent's udev rules
+(``packaging/udev/60-centre-agent.rules``) mark as barcode scanners are taken, whatever
+their name: the mark is the property ``CENTRE_AGENT_KIND=barcode`` in the udev database
+(``/run/udev/data/c<major>:<minor>``), read before the device is opened, so no other
+keyboard is ever opened. Every option and its default: :class:`agent.drivers.options.EvdevOptions`.
 """
 
 from __future__ import annotations
@@ -17,29 +19,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
+from pathlib import Path
 from typing import Any
 
 import evdev
 
 from agent.domain.device import DeviceDescriptor, DeviceFamily, DeviceState
-from agent.drivers.barcode.keyboard_wedge import KeyboardWedgeDecoder, WedgeSettings
+from agent.drivers.barcode.keyboard_wedge import KEYMAPS, KeyboardWedgeDecoder, WedgeSettings
 from agent.drivers.barcode.scan_delivery import DeliveringScanner
 from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext
+from agent.drivers.options import EvdevOptions, typed_options
 from agent.errors import ConfigError, DeviceBusyError, DeviceUnavailableError
 
-DEFAULT_NAME_PATTERNS = ("barcode", "scanner", "honeywell", "zebra", "symbol", "datalogic", "newland",
-                         "zebex", "netum")
+#: The udev database (systemd-udevd writes one file per device with its properties).
+UDEV_DATA = Path("/run/udev/data")
+#: The property the agent's udev rules give a barcode scanner.
+UDEV_MARK = "E:CENTRE_AGENT_KIND=barcode"
 
 
-def wedge_settings(options: BackendOptions) -> WedgeSettings:
+def wedge_settings(options: EvdevOptions) -> WedgeSettings:
+    if options.keymap not in KEYMAPS:
+        raise ConfigError(f"drivers.evdev.keymap must be one of {', '.join(sorted(KEYMAPS))}, "
+                          f"not {options.keymap!r}")
+    return WedgeSettings(prefix=options.prefix, suffix=options.suffix, gap=options.gap,
+                         max_length=options.max_length, keymap=options.keymap)
+
+
+def udev_marked(path: str, udev_data: Path = UDEV_DATA) -> bool:
+    """Whether the udev rules marked the input device at ``path`` as a barcode scanner."""
     try:
-        return WedgeSettings(prefix=str(options.get("prefix", "")),
-                             suffix=str(options.get("suffix", "\n")),
-                             gap=float(options.get("gap", 0.2)),
-                             max_length=int(options.get("max_length", 4096)),
-                             keymap=str(options.get("keymap", "us")))
-    except (TypeError, ValueError):
-        raise ConfigError("invalid barcode wedge options") from None
+        rdev = os.stat(path).st_rdev
+        record = (udev_data / f"c{os.major(rdev)}:{os.minor(rdev)}").read_text(errors="replace")
+    except OSError:
+        return False
+    return UDEV_MARK in record.splitlines()
 
 
 class EvdevBarcodeScanner(DeliveringScanner):
@@ -48,8 +62,9 @@ class EvdevBarcodeScanner(DeliveringScanner):
     def __init__(self, descriptor: DeviceDescriptor, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(descriptor, ctx)
         self._init_delivery()
-        self._settings = wedge_settings(options)
-        self._grab = bool(options.get("grab", True))
+        opts = typed_options(EvdevOptions, options)
+        self._settings = wedge_settings(opts)
+        self._grab = opts.grab
         self._device: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
@@ -129,11 +144,14 @@ class EvdevBarcodeBackend(DeviceBackend):
 
     def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(ctx, options)
-        wedge_settings(options)  # fail early on bad options
-        self._paths = [str(p) for p in options.get("devices", [])]
-        self._patterns = tuple(str(p).lower() for p in options.get("name_patterns", DEFAULT_NAME_PATTERNS))
-        self._usb_ids = {str(i).lower() for i in options.get("usb_ids", [])}
-        self._interval = float(options.get("rescan_interval", 5.0))
+        self._opts = typed_options(EvdevOptions, options)
+        wedge_settings(self._opts)  # fail early on bad options
+        self._paths = list(self._opts.devices)
+        self._patterns = tuple(p.lower() for p in self._opts.name_patterns)
+        self._usb_ids = {i.lower() for i in self._opts.usb_ids}
+        self._interval = self._opts.rescan_interval
+        #: Where the udev database is read for ``udev_only`` (a seam for the tests).
+        self.udev_data = UDEV_DATA
         self._scanners: dict[str, EvdevBarcodeScanner] = {}
         self._watch: asyncio.Task[None] | None = None
 
@@ -145,6 +163,8 @@ class EvdevBarcodeBackend(DeviceBackend):
         """(path, name, phys, vendor:product) of matching devices; blocking (opens nodes)."""
         found = []
         for path in self._paths or evdev.list_devices():
+            if self._opts.udev_only and not udev_marked(path, self.udev_data):
+                continue  # not handed to the agent by its udev rules: not even opened
             try:
                 device = evdev.InputDevice(path)
             except OSError:
@@ -152,7 +172,8 @@ class EvdevBarcodeBackend(DeviceBackend):
             with contextlib.closing(device):
                 usb_id = f"{device.info.vendor:04x}:{device.info.product:04x}"
                 name = str(device.name)
-                if self._paths or usb_id in self._usb_ids or any(p in name.lower() for p in self._patterns):
+                if self._opts.udev_only or self._paths or usb_id in self._usb_ids \
+                        or any(p in name.lower() for p in self._patterns):
                     found.append((path, name, str(device.phys or ""), usb_id))
         return found
 
@@ -166,7 +187,7 @@ class EvdevBarcodeBackend(DeviceBackend):
             descriptor = DeviceDescriptor(family=DeviceFamily.BARCODE, backend=self.name, stable_key=key,
                                           name=name, vendor=vendor, model=product, connection="usb",
                                           address=path)
-            scanner = EvdevBarcodeScanner(descriptor, self._ctx, self._options)
+            scanner = EvdevBarcodeScanner(descriptor, self._ctx, self._opts)
             self._scanners[key] = scanner
             self._ctx.device_found(scanner)
 

@@ -23,6 +23,7 @@ import serial
 from agent.domain.device import DeviceDescriptor, DeviceFamily, DeviceState
 from agent.drivers.barcode.scan_delivery import DeliveringScanner
 from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext
+from agent.drivers.options import SerialBarcodeOptions, typed_options
 from agent.errors import DeviceUnavailableError
 
 OVERFLOW, FLOOD = "input-overflow", "input-flood"
@@ -70,10 +71,11 @@ class SerialBarcodeScanner(DeliveringScanner):
     def __init__(self, descriptor: DeviceDescriptor, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(descriptor, ctx)
         self._init_delivery()
-        self._baudrate = int(options.get("baudrate", 9600))
-        self._encoding = str(options.get("encoding", "utf-8"))
-        self._max_length = int(options.get("max_length", 4096))
-        self._rate = float(options.get("max_scans_per_second", 20))
+        opts = typed_options(SerialBarcodeOptions, options)
+        self._baudrate = opts.baudrate
+        self._encoding = opts.encoding
+        self._max_length = opts.max_length
+        self._rate = opts.max_scans_per_second
         self._port: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._window_start = 0.0
@@ -153,8 +155,8 @@ class SerialBarcodeBackend(DeviceBackend):
 
     def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(ctx, options)
-        ports = options.get("ports", [])
-        self._ports = [ports] if isinstance(ports, str) else [str(p) for p in ports]
+        self._opts = typed_options(SerialBarcodeOptions, options)
+        self._ports = list(self._opts.ports)
         self._scanners: list[SerialBarcodeScanner] = []
 
     @property
@@ -168,7 +170,7 @@ class SerialBarcodeBackend(DeviceBackend):
             descriptor = DeviceDescriptor(family=DeviceFamily.BARCODE, backend=self.name, stable_key=port,
                                           name=f"Serial barcode scanner on {port}", connection="serial",
                                           address=port)
-            scanner = SerialBarcodeScanner(descriptor, self._ctx, self._options)
+            scanner = SerialBarcodeScanner(descriptor, self._ctx, self._opts)
             self._scanners.append(scanner)
             self._ctx.device_found(scanner)
 

@@ -53,6 +53,7 @@ from agent.domain.fingerprint import (  # noqa: E402
 )
 from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext, FingerprintSensor  # noqa: E402
 from agent.drivers.fingerprint.glib_thread import GLibThread  # noqa: E402
+from agent.drivers.options import LibfprintOptions, typed_options  # noqa: E402
 from agent.errors import (  # noqa: E402
     AgentError,
     DataFormatError,
@@ -462,8 +463,8 @@ class LibfprintBackend(DeviceBackend):
         self._handlers: list[int] = []
         self._device_handlers: list[tuple[Any, int]] = []
         self._virtual: set[str] = set()  # FP_VIRTUAL_* variables this backend set
-        drivers = options.get("drivers")
-        self._drivers: frozenset[str] | None = frozenset(str(d) for d in drivers) if drivers else None
+        self._opts = typed_options(LibfprintOptions, options)
+        self._drivers: frozenset[str] | None = frozenset(self._opts.drivers) if self._opts.drivers else None
 
     @property
     def sensors(self) -> list[LibfprintSensor]:
@@ -472,11 +473,11 @@ class LibfprintBackend(DeviceBackend):
     async def start(self) -> None:
         if self._fpctx is not None:
             return
-        for option, variable in (("virtual_image_socket", "FP_VIRTUAL_IMAGE"),
-                                 ("virtual_device_socket", "FP_VIRTUAL_DEVICE")):
-            if self._options.get(option):
+        for value, variable in ((self._opts.virtual_image_socket, "FP_VIRTUAL_IMAGE"),
+                                (self._opts.virtual_device_socket, "FP_VIRTUAL_DEVICE")):
+            if value:
                 # libfprint reads these when the context enumerates
-                os.environ[variable] = str(self._options[option])
+                os.environ[variable] = value
                 self._virtual.add(variable)
         glib = self._glib = await self._ctx.run_blocking(GLibThread.acquire)
         loop = asyncio.get_running_loop()

@@ -53,6 +53,7 @@ from agent.domain.fingerprint import (
     TemplateFormat,
 )
 from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext, FingerprintSensor
+from agent.drivers.options import VendorSdkOptions, typed_options
 from agent.errors import (
     ConfigError,
     DataFormatError,
@@ -165,11 +166,12 @@ class VendorLibrary:
 class VendorSdkSensor(FingerprintSensor):
     def __init__(self, descriptor: DeviceDescriptor, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(descriptor, ctx)
-        self._library_path = str(options.get("library", ""))
-        self._config = str(options.get("config", ""))
-        self._stages = int(options.get("enroll_stages", 3))
-        self._threshold = int(options.get("match_threshold", 40))
-        self._poll = float(options.get("poll_interval", 0.05))
+        opts = typed_options(VendorSdkOptions, options)
+        self._library_path = opts.library
+        self._config = opts.config
+        self._stages = opts.enroll_stages
+        self._threshold = opts.match_threshold
+        self._poll = opts.poll_interval
         self._lib: VendorLibrary | None = None
         self._busy = False
         self._state = DeviceState.PRESENT
@@ -338,7 +340,8 @@ class VendorSdkBackend(DeviceBackend):
 
     def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(ctx, options)
-        if not options.get("library"):
+        self._opts = typed_options(VendorSdkOptions, options)
+        if not self._opts.library:
             raise ConfigError("[drivers.vendor-sdk] needs 'library', the path of the fpv_* shared library")
         self._sensor: VendorSdkSensor | None = None
 
@@ -349,13 +352,11 @@ class VendorSdkBackend(DeviceBackend):
     async def start(self) -> None:
         if self._sensor is not None:
             return
-        library = str(self._options["library"])
+        library = self._opts.library
         descriptor = DeviceDescriptor(
-            family=DeviceFamily.FINGERPRINT, backend=self.name,
-            stable_key=f"{library}:{self._options.get('config', '')}",
-            name=str(self._options.get("name", "Vendor fingerprint sensor")), connection="usb",
-            address=library)
-        self._sensor = VendorSdkSensor(descriptor, self._ctx, self._options)
+            family=DeviceFamily.FINGERPRINT, backend=self.name, stable_key=f"{library}:{self._opts.config}",
+            name=self._opts.name, connection="usb", address=library)
+        self._sensor = VendorSdkSensor(descriptor, self._ctx, self._opts)
         self._ctx.device_found(self._sensor)
 
     async def stop(self) -> None:

@@ -33,6 +33,7 @@ from agent.domain.fingerprint import (
 )
 from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext, FingerprintSensor
 from agent.drivers.fingerprint import zfm_protocol as zfm
+from agent.drivers.options import ZfmOptions, typed_options
 from agent.errors import (
     AgentError,
     DataFormatError,
@@ -62,10 +63,11 @@ class ZfmSensor(FingerprintSensor):
 
     def __init__(self, descriptor: DeviceDescriptor, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(descriptor, ctx)
-        self._baudrate = int(options.get("baudrate", 57600))
-        self._password = int(options.get("password", 0))
-        self._address = int(options.get("address", zfm.DEFAULT_ADDRESS))
-        self._poll = float(options.get("poll_interval", 0.1))
+        opts = typed_options(ZfmOptions, options)
+        self._baudrate = opts.baudrate
+        self._password = opts.password
+        self._address = opts.address
+        self._poll = opts.poll_interval
         self._serial: Any = None
         self._link: zfm.ZfmLink | None = None
         self._lock = asyncio.Lock()
@@ -287,10 +289,8 @@ class ZfmBackend(DeviceBackend):
 
     def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(ctx, options)
-        ports = options.get("ports", [])
-        if isinstance(ports, str):
-            ports = [ports]
-        self._ports = [str(p) for p in ports]
+        self._opts = typed_options(ZfmOptions, options)
+        self._ports = list(self._opts.ports)
         self._sensors: list[ZfmSensor] = []
 
     @property
@@ -305,7 +305,7 @@ class ZfmBackend(DeviceBackend):
                 family=DeviceFamily.FINGERPRINT, backend=self.name, stable_key=port,
                 name=f"ZFM fingerprint module on {port}", model="ZFM", connection="serial", address=port,
             )
-            sensor = ZfmSensor(descriptor, self._ctx, self._options)
+            sensor = ZfmSensor(descriptor, self._ctx, self._opts)
             self._sensors.append(sensor)
             self._ctx.device_found(sensor)
 

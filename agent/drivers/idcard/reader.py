@@ -75,6 +75,7 @@ from agent.drivers.idcard.pcsc_watch import (
     ServiceChanged,
     WatchEvent,
 )
+from agent.drivers.options import PcscOptions, typed_options
 from agent.errors import (
     AgentError,
     ConfigError,
@@ -334,12 +335,9 @@ class PcscBackend(DeviceBackend):
 
     def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(ctx, options)
-        policy = str(options.get("extended_length", "auto"))
-        if policy not in ("auto", "always", "never"):
-            raise ConfigError(f"drivers.pcsc.extended_length must be auto, always or never, not {policy!r}")
-        self.extended_length_policy = cast(ExtendedLengthPolicy, policy)
-        csca_dir = options.get("csca_dir")
-        self._csca_dir = Path(str(csca_dir)) if csca_dir else None
+        opts = typed_options(PcscOptions, options)
+        self.extended_length_policy = cast(ExtendedLengthPolicy, opts.extended_length)
+        self._csca_dir = Path(opts.csca_dir) if opts.csca_dir else None
         self._trust: TrustStore | None = None
         self._trust_lock = asyncio.Lock()
         self._watcher: PcscWatcher | None = None

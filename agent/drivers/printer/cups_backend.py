@@ -25,11 +25,11 @@ from agent.domain.printer import (
     PrintJobStatus,
 )
 from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext, Printer
+from agent.drivers.options import CupsOptions, typed_options
 from agent.drivers.printer.ipp import parse_capabilities, parse_job, parse_status
 from agent.drivers.printer.ipp_codec import Attribute, AttributeGroup, GroupTag, IntRange, Value, ValueTag
 from agent.errors import (
     AgentError,
-    ConfigError,
     DeviceBusyError,
     DeviceProtocolError,
     DeviceUnavailableError,
@@ -38,7 +38,6 @@ from agent.errors import (
 )
 
 T = TypeVar("T")
-DEFAULT_POLL_INTERVAL = 30.0
 _HTTP_CONTINUE = 100  # what libcups' cupsWriteRequestData returns while the request is open
 _IPP_ERRORS: dict[int, type[AgentError]] = {
     0x0406: NotFoundError, 0x040A: InvalidRequestError, 0x040B: InvalidRequestError,
@@ -189,14 +188,9 @@ class CupsBackend(DeviceBackend):
 
     def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(ctx, options)
-        server = options.get("server", "")
-        if not isinstance(server, str):
-            raise ConfigError("drivers.cups.server must be 'host:port'")
-        self._server = server
-        interval = options.get("poll_interval", DEFAULT_POLL_INTERVAL)
-        if not isinstance(interval, int | float) or isinstance(interval, bool) or interval <= 0:
-            raise ConfigError("drivers.cups.poll_interval must be a positive number")
-        self._poll_interval = float(interval)
+        opts = typed_options(CupsOptions, options)
+        self._server = opts.server
+        self._poll_interval = opts.poll_interval
         self.devices: dict[str, CupsPrinter] = {}
         self._task: asyncio.Task[None] | None = None
         self._logged_down = False

@@ -24,7 +24,6 @@ import itertools
 import json
 import socket
 import unicodedata
-from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
 from agent.domain.device import (
@@ -45,9 +44,9 @@ from agent.domain.printer import (
     PrintJobStatus,
 )
 from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext, Printer
+from agent.drivers.options import EscposOptions, EscposPrinterOptions, typed_options
 from agent.errors import (
     AgentError,
-    ConfigError,
     DataFormatError,
     DeviceProtocolError,
     DeviceStateError,
@@ -60,7 +59,6 @@ RECEIPT_FORMAT = "application/vnd.centre.receipt+json"
 FORMATS = ("text/plain", RECEIPT_FORMAT, "image/png", "image/jpeg")
 DLE_EOT = b"\x10\x04"
 STATUS_TIMEOUT = 1.0
-DEFAULT_POLL_INTERVAL = 30.0
 LINE_WIDTH = 42  # characters on 80 mm paper, font A
 
 
@@ -221,7 +219,7 @@ class TcpLink:
 class EscposPrinter(Printer):
     job_poll_interval: ClassVar[float] = 0.05
 
-    def __init__(self, descriptor: DeviceDescriptor, ctx: DriverContext, config: Mapping[str, Any],
+    def __init__(self, descriptor: DeviceDescriptor, ctx: DriverContext, config: EscposPrinterOptions,
                  poll_interval: float) -> None:
         super().__init__(descriptor, ctx)
         self._config = config
@@ -253,9 +251,9 @@ class EscposPrinter(Printer):
         return DeviceHealth(state, status.conditions, counters=counters, last_error=self._error)
 
     def _connect(self) -> Link:
-        if "device" in self._config:
-            return SerialLink(str(self._config["device"]), int(self._config.get("baudrate", 9600)))
-        return TcpLink(str(self._config["address"]))
+        if self._config.device:
+            return SerialLink(self._config.device, self._config.baudrate)
+        return TcpLink(self._config.address)
 
     async def open(self) -> None:
         if self._link is None:
@@ -359,25 +357,19 @@ class EscposBackend(DeviceBackend):
 
     def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(ctx, options)
-        printers = options.get("printers", [])
-        if not isinstance(printers, list) or not all(
-                isinstance(p, Mapping) and ("device" in p) != ("address" in p) for p in printers):
-            raise ConfigError("drivers.escpos.printers: a list of {device = ...} or {address = ...}")
-        self._printers: list[Mapping[str, Any]] = printers
-        interval = options.get("poll_interval", DEFAULT_POLL_INTERVAL)
-        if not isinstance(interval, int | float) or isinstance(interval, bool) or interval <= 0:
-            raise ConfigError("drivers.escpos.poll_interval must be a positive number")
-        self._poll_interval = float(interval)
+        opts = typed_options(EscposOptions, options)
+        self._printers: list[EscposPrinterOptions] = opts.printers
+        self._poll_interval = opts.poll_interval
         self.devices: list[EscposPrinter] = []
 
     async def start(self) -> None:
         for config in self._printers:
-            where = str(config.get("device") or config.get("address"))
-            connection = "serial" if "device" in config else "network"
+            where = config.device or config.address
+            connection = "serial" if config.device else "network"
             key = f"{connection}:{where}"
             descriptor = DeviceDescriptor(
                 family=self.family, backend=self.name, stable_key=key,
-                name=str(config.get("name", f"Receipt printer {where}")), vendor=str(config.get("vendor", "")),
+                name=config.name or f"Receipt printer {where}", vendor=config.vendor,
                 model="ESC/POS", connection=connection, address=where)
             device = EscposPrinter(descriptor, self._ctx, config, self._poll_interval)
             self.devices.append(device)

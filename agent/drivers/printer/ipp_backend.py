@@ -36,11 +36,12 @@ from agent.domain.printer import (
     PrintJobStatus,
 )
 from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext, Printer
+from agent.drivers.options import IppOptions, typed_options
 from agent.drivers.printer.ipp import IppClient, PrinterSnapshot
-from agent.errors import AgentError, ConfigError, DeviceUnavailableError, InvalidRequestError
+from agent.errors import AgentError, DeviceUnavailableError, InvalidRequestError
 
 SERVICE_TYPES = ("_ipp._tcp.local.", "_ipps._tcp.local.")
-DEFAULT_POLL_INTERVAL = 30.0
+DEFAULT_POLL_INTERVAL = IppOptions.poll_interval
 #: While a job runs, printer reasons are refreshed at most this often (from job_status).
 ACTIVE_STATUS_MAX_AGE = 1.0
 _OFFLINE = Condition("offline", Severity.ERROR, "printer unreachable")
@@ -227,13 +228,6 @@ class IppPrinter(Printer):
             await self._refresh()
 
 
-def _float_option(options: BackendOptions, name: str, default: float) -> float:
-    value = options.get(name, default)
-    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"drivers.ipp.{name} must be a positive number")
-    return float(value)
-
-
 class IppBackend(DeviceBackend):
     """Finds IPP printers by DNS-SD and configuration and hands them to the core."""
 
@@ -242,13 +236,11 @@ class IppBackend(DeviceBackend):
 
     def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(ctx, options)
-        uris = options.get("uris", [])
-        if not isinstance(uris, list | tuple) or not all(isinstance(u, str) for u in uris):
-            raise ConfigError("drivers.ipp.uris must be a list of printer URIs")
-        self._uris: tuple[str, ...] = tuple(uris)
-        self._browse = bool(options.get("browse", True))
-        self._poll_interval = _float_option(options, "poll_interval", DEFAULT_POLL_INTERVAL)
-        self._verify_tls = bool(options.get("verify_tls", False))
+        opts = typed_options(IppOptions, options)
+        self._uris: tuple[str, ...] = tuple(opts.uris)
+        self._browse = opts.browse
+        self._poll_interval = opts.poll_interval
+        self._verify_tls = opts.verify_tls
         self._tasks: set[asyncio.Task[None]] = set()
         self._devices: dict[str, IppPrinter] = {}
         self._records: dict[str, str] = {}  # DNS-SD service name -> stable key

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from agent.domain.device import DeviceDescriptor, DeviceFamily
 from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext
+from agent.drivers.options import EsclOptions, typed_options
 from agent.drivers.scanner.escl import EsclClient, EsclScanner
 from agent.drivers.scanner.tls_pins import PINS_FILE, CertificatePins, TlsPolicy
-from agent.errors import AgentError, ConfigError
+from agent.errors import AgentError
 
 if TYPE_CHECKING:
     from zeroconf import ServiceStateChange, Zeroconf
@@ -90,15 +91,13 @@ class EsclBackend(DeviceBackend):
 
     def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(ctx, options)
-        urls = options.get("urls", [])
-        if not isinstance(urls, list | tuple) or not all(isinstance(u, str) for u in urls):
-            raise ConfigError("drivers.escl.urls must be a list of URLs")
-        self._urls: list[str] = list(urls)
-        self._browse = bool(options.get("zeroconf", True))
-        self._tls = TlsPolicy.parse(options.get("tls", "pin"))
+        opts = typed_options(EsclOptions, options)
+        self._urls: list[str] = list(opts.urls)
+        self._browse = opts.zeroconf
+        self._tls = TlsPolicy.parse(opts.tls)
         self._pins: CertificatePins | None = None  # loaded at start (the state directory)
-        self._retry_delay = float(options.get("retry_delay", 5.0))
-        self._status_interval = float(options.get("status_interval", 60.0))
+        self._retry_delay = opts.retry_delay
+        self._status_interval = opts.status_interval
         self._tasks: set[asyncio.Task[None]] = set()
         self._browser: AsyncServiceBrowser | None = None
         self._devices: dict[str, EsclScanner] = {}  # stable key -> device

@@ -40,6 +40,7 @@ from agent.domain.scanner import (
     ScanSource,
 )
 from agent.drivers.base import BackendOptions, DeviceBackend, DriverContext, Scanner
+from agent.drivers.options import SaneOptions, typed_options
 from agent.drivers.scanner.health import ScannerHealth
 from agent.drivers.scanner.page_encoding import encode_frame
 from agent.drivers.scanner.usb_identity import SYSFS, sane_stable_key
@@ -416,14 +417,10 @@ class SaneBackend(DeviceBackend):
 
     def __init__(self, ctx: DriverContext, options: BackendOptions) -> None:
         super().__init__(ctx, options)
-        try:
-            self._interval = float(options.get("rescan_interval", 30.0))
-            self._only = {str(d) for d in options.get("devices", [])}
-            self._device_options: dict[str, dict[str, Any]] = {
-                str(k): dict(v) for k, v in dict(options.get("device_options", {})).items()
-            }
-        except (TypeError, ValueError) as exc:
-            raise ConfigError("drivers.sane options are malformed") from exc
+        opts = typed_options(SaneOptions, options)
+        self._interval = opts.rescan_interval
+        self._only = set(opts.devices)
+        self._device_options: dict[str, dict[str, Any]] = opts.device_options
         self._task: asyncio.Task[None] | None = None
         self._devices: dict[str, SaneScanner] = {}
         self._reported_failure = False
