@@ -76,3 +76,14 @@ def test_programs_and_path_arguments_are_recorded(tmp_path: Path) -> None:
     assert how["/usr/include"] == "passed to a program"
     assert how["/etc/hostname"] == "passed to a program"
     assert "/no/such/file" not in how
+
+
+def test_the_paths_the_check_asks_dpkg_about_are_not_uses() -> None:
+    recorder = system_files.UseRecorder()
+    recorder.install()
+    try:
+        system_files.owners(["/usr/sbin/pcscd"])
+    finally:
+        recorder.active = False
+    assert "/usr/sbin/pcscd" not in recorder.uses
+    assert not any(path.endswith("/dpkg-query") for path in recorder.uses)

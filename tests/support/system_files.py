@@ -68,7 +68,7 @@ class UseRecorder:
         sys.addaudithook(self._hook)  # audit hooks cannot be removed: ``active`` turns it off
 
     def _hook(self, event: str, args: tuple[object, ...]) -> None:
-        if not self.active:
+        if not self.active or _checking:
             return
         if event == "open":
             path = args[0]
@@ -171,8 +171,17 @@ def package_closure(listed: Iterable[str],
     return closure
 
 
+#: True while this module asks dpkg: the paths it asks about are not uses of the tests.
+_checking = False
+
+
 def _dpkg_query(args: list[str]) -> str:
-    done = subprocess.run(["dpkg-query", *args], capture_output=True, text=True, check=False)
+    global _checking
+    _checking = True
+    try:
+        done = subprocess.run(["dpkg-query", *args], capture_output=True, text=True, check=False)
+    finally:
+        _checking = False
     return done.stdout
 
 
