@@ -73,7 +73,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         return 1
     info = outcome.info
     if outcome.already:
-        print(f"already enrolled as {info.agent_id} in centre {info.centre} ({info.province}); certificate valid")
+        print(f"already enrolled as {info.agent_id} in centre {info.centre} ({info.province}); certificate valid"
+              + (f" [{outcome.detail}]" if outcome.detail else ""))
     else:
         print(f"enrolled as {info.agent_id} in centre {info.centre} ({info.province}), status {info.status}"
               + (f" [{outcome.detail}]" if outcome.detail else ""))
