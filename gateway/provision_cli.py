@@ -17,11 +17,11 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from agent.errors import InvalidRequestError
 from gateway.config import GatewayConfig
+from gateway.config_file import add_config_option
 from gateway.store import open_store
 from gateway.store.identity import ACTIVE, REVOKED, IdentityRegistry
 
@@ -39,7 +39,7 @@ def parse_ttl(text: str) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--config", type=Path)
+        add_config_option(p)
         return p
 
     centre = sub.add_parser("centre", help="centre registry")

@@ -8,6 +8,7 @@ import dataclasses
 import sys
 import tempfile
 
+from agent.cli.config_file import add_config_option, load_agent_config
 from agent.cli.output import emit_json
 from agent.client import AgentClient, default_target
 from agent.doctor.checks import Outcome, Report
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--simulate", action="store_true",
                    help="check an agent started here with simulated devices (no hardware needed)")
-    p.add_argument("--config", help="agent config (for --simulate and the gateway checks)")
+    add_config_option(p)
     p.add_argument("--can", default="", help="CAN of a test card to read")
     p.add_argument("--doc-number", help="MRZ document number of a test card")
     p.add_argument("--birth-date", help="MRZ birth date YYMMDD of a test card")
@@ -48,10 +49,9 @@ async def _doctor(args: argparse.Namespace) -> Report:
     if not args.no_gateway:
         from pathlib import Path
 
-        from agent.config import load_config
         from agent.doctor.gateway_checks import run_gateway_checks, send_report
 
-        config = load_config(args.config)
+        config = load_agent_config(args.config)
         state_dir = Path(args.state_dir or config.agent.state_dir)
         facts = await run_gateway_checks(report, state_dir, endpoint=config.uplink.gateway, simulate=args.simulate)
         if facts.endpoint:
@@ -61,12 +61,11 @@ async def _doctor(args: argparse.Namespace) -> Report:
 
 async def _devices(args: argparse.Namespace, report: Report) -> Report:
     if args.simulate:
-        from agent.config import load_config
         from agent.daemon import start_agent
         from agent.simulator.idcard import sample_access_key
 
         with tempfile.TemporaryDirectory(prefix="centre-doctor-") as tmp:
-            config = load_config(args.config)
+            config = load_agent_config(args.config)
             config = dataclasses.replace(config, agent=dataclasses.replace(
                 config.agent, socket=f"{tmp}/agent.sock", state_dir=f"{tmp}/state", tcp=""),
                 metrics=dataclasses.replace(config.metrics, listen=""))
