@@ -14,43 +14,20 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import pytest
 
 from agent.provisioning.enroll import renew_sync
 from centre.gateway.v1 import fleet_pb2, fleet_pb2_grpc
 from tests.gateway.client import ADMIN_MD
 from tests.gateway.gateway_process import REPO
-from tests.provisioning.conftest import CENTRE
+from tests.provisioning.conftest import CENTRE, SERVICE_USER
 from tests.provisioning.pki import ProvisioningGateway
 from tests.support.agent_process import as_user, start_agent
 
-SERVICE_USER = "nobody"
 FILES = ("ca.pem", "cert.pem", "identity.json", "key.pem")
-
-
-@pytest.fixture
-def service_home() -> Iterator[Path]:
-    """A directory the service user can reach (pytest's tmp_path is root-only): ``<it>/agent``
-    belongs to the service user, like /var/lib/centre-agent does to centre-agent."""
-    assert os.geteuid() == 0, "the test command runs as root (see README, Tests)"
-    base = Path(tempfile.mkdtemp(prefix="centre-owner-"))
-    try:
-        base.chmod(0o755)
-        account = pwd.getpwnam(SERVICE_USER)
-        agent_dir = base / "agent"
-        (agent_dir / "state").mkdir(parents=True)
-        for path in (agent_dir, agent_dir / "state"):
-            os.chown(path, account.pw_uid, account.pw_gid)
-            path.chmod(0o750)
-        yield base
-    finally:
-        shutil.rmtree(base)
 
 
 def _service_ids() -> tuple[int, int]:
