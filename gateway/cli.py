@@ -1,6 +1,6 @@
 """``centre-gateway``: run the gateway, or query a running one.
 
-    centre-gateway run [--config FILE]
+    centre-gateway run [--config FILE]       (every subcommand: default config per gateway/config_file.py)
     centre-gateway fleet [--json] [--config FILE] [--gateway HOST:PORT]
     centre-gateway devices --problem [--json] [--config FILE] [--gateway HOST:PORT]
     centre-gateway centre|token|pc|agents|approve|revoke ...   (provisioning, gateway/provision_cli.py)
@@ -29,6 +29,7 @@ from agent.systemd_notify import notify_service_manager
 from centre.gateway.v1 import fleet_pb2, fleet_pb2_grpc, reporting_pb2
 from gateway import provision_cli
 from gateway.config import GatewayConfig, load_config
+from gateway.config_file import add_config_option, config_path
 
 _SEVERITY = {reporting_pb2.SEVERITY_INFO: "info", reporting_pb2.SEVERITY_WARNING: "warning",
              reporting_pb2.SEVERITY_ERROR: "error"}
@@ -38,13 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="centre-gateway", description="Central fleet-health gateway")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the gateway")
-    run.add_argument("--config", type=Path, help="TOML config file (default: built-in defaults, SQLite)")
+    add_config_option(run)
     run.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)  # internal: extra worker index
     run.add_argument("--grpc-port", type=int, default=None, help=argparse.SUPPRESS)
     for name, helptext in (("fleet", "fleet summary by province and centre"),
                            ("devices", "devices (with --problem: current problems)")):
         query = sub.add_parser(name, help=helptext)
-        query.add_argument("--config", type=Path)
+        add_config_option(query)
         query.add_argument("--gateway", help="HOST:PORT of the gateway (default: server.grpc_listen)")
         query.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "devices":
@@ -164,15 +165,16 @@ def _print_problems(reply: fleet_pb2.ListProblemsResponse, as_json: bool) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    path = config_path(args.config)
     try:
-        config = load_config(args.config)
+        config = load_config(path)
     except ConfigError as exc:
         print(f"centre-gateway: config error: {exc}", file=sys.stderr)
         return 2
     if args.command == "run":
         logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
-            asyncio.run(_serve(config, args.config, args.worker, args.grpc_port))
+            asyncio.run(_serve(config, path, args.worker, args.grpc_port))
         except ConfigError as exc:
             print(f"centre-gateway: config error: {exc}", file=sys.stderr)
             return 2

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ from typing import Any
 
 from agent.errors import InvalidRequestError
 from gateway.config import GatewayConfig
+from gateway.config_file import add_config_option
 from gateway.store import open_store
 from gateway.store.identity import ACTIVE, REVOKED, IdentityRegistry
 
@@ -39,7 +41,7 @@ def parse_ttl(text: str) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--config", type=Path)
+        add_config_option(p)
         return p
 
     centre = sub.add_parser("centre", help="centre registry")
@@ -77,6 +79,26 @@ async def _with_registry(config: GatewayConfig, work: Callable[[IdentityRegistry
         return await work(IdentityRegistry(store))
     finally:
         await store.close()
+        if config.storage_backend == "sqlite":
+            _give_to_service(Path(config.storage_path))
+
+
+def _give_to_service(db: Path) -> None:
+    """These commands run as root on the gateway host, the gateway as the owner of the database's
+    directory (centre-gateway): a database file SQLite just created as root goes to that owner, or
+    the service could not write it."""
+    if os.geteuid() != 0:
+        return
+    owner = db.parent.stat()
+    if (owner.st_uid, owner.st_gid) == (0, 0):
+        return
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        if st.st_uid == 0:
+            os.chown(path, owner.st_uid, owner.st_gid)
 
 
 def run(args: argparse.Namespace, config: GatewayConfig) -> int:

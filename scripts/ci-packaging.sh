@@ -3,7 +3,10 @@
 #   1. build centre-agent and centre-gateway .debs once (packaging/debian/build.sh)
 #   2. dpkg -i both, check the installed result (packaging/checks/test_installed.py: files, owners,
 #      modes, users, unit syntax and exposure, `centre-agent doctor --simulate`, the agent and the
-#      gateway run as their units would run them, the agent answering on /run/centre-agent/agent.sock)
+#      gateway run as their units would run them, the agent answering on /run/centre-agent/agent.sock;
+#      then the README's provisioning: the installed gateway with [identity] on, a centre and a token
+#      from its CLI with no --config, `centre-agent enroll` as root, the agent run as centre-agent
+#      like its unit until it reports over mTLS: packaging/checks/enrol_flow.py)
 #   3. upgrade in place: state in /var/lib and a locally edited conffile survive
 #   4. dpkg -r: code gone, data and config kept; dpkg --purge: nothing left, users gone
 # REUSE_DEBS=1 skips the build when both .debs are already in packaging/debian/out.
@@ -17,6 +20,8 @@ fail() { echo "ci-packaging.sh: FAIL: $*" >&2; exit 1; }
 step() { echo "== packaging: $*"; }
 
 [ "$(id -u)" -eq 0 ] || fail "run as root (dpkg -i)"
+# the installed programs must find their installed configs, as on a counter PC
+unset CENTRE_AGENT_CONFIG CENTRE_GATEWAY_CONFIG
 
 for p in "${PACKAGES[@]}"; do
     if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q installed; then

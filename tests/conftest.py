@@ -10,6 +10,13 @@ from pathlib import Path
 
 import pytest
 
+# A centre-agent or centre-gateway package installed on this machine (the CI packaging step installs
+# both) must not leak its /etc config into the tests: every CLI a test runs, in this process or a child,
+# reads the built-in defaults unless the test names a file (agent/cli/config_file.py,
+# gateway/config_file.py).
+os.environ["CENTRE_AGENT_CONFIG"] = ""
+os.environ["CENTRE_GATEWAY_CONFIG"] = ""
+
 from tests.support import system_files
 
 REPO = Path(__file__).resolve().parents[1]

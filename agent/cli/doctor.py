@@ -8,9 +8,10 @@ import dataclasses
 import sys
 import tempfile
 
+from agent.cli.config_file import add_config_option, load_agent_config
 from agent.cli.output import emit_json
 from agent.client import AgentClient, default_target
-from agent.config import AgentConfig, UplinkSection, load_config
+from agent.config import AgentConfig, UplinkSection
 from agent.doctor.checks import Outcome, Report
 from agent.doctor.device_checks import DoctorOptions, run_device_checks
 from agent.doctor.expectations import expected_families
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--simulate", action="store_true",
                    help="check an agent started here with simulated devices (no hardware needed)")
-    p.add_argument("--config", help="agent config (for --simulate and the gateway checks)")
+    add_config_option(p)
     p.add_argument("--can", default="", help="CAN of a test card to read")
     p.add_argument("--doc-number", help="MRZ document number of a test card")
     p.add_argument("--birth-date", help="MRZ birth date YYMMDD of a test card")
@@ -59,7 +60,7 @@ def _options(args: argparse.Namespace, socket: str, config: AgentConfig) -> Doct
 
 async def _doctor(args: argparse.Namespace) -> Report:
     report = Report()
-    config = load_config(args.config)
+    config = load_agent_config(args.config)
     await _devices(args, report, config)
     if not args.no_gateway:
         from pathlib import Path

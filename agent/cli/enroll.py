@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from agent import __version__
+from agent.cli.config_file import add_config_option, load_agent_config
 from agent.errors import AgentError, ConfigError
 
 
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--token-file", help="file holding the token (wiped after a successful enrolment)")
     p.add_argument("--ca", default="", help="PEM CA of the gateway (default: the system trust store)")
     p.add_argument("--centre", default="", help="centre code expected (refused if the token is for another)")
-    p.add_argument("--config", help="agent config (for agent.state_dir)")
+    add_config_option(p)
     p.add_argument("--state-dir", help="state directory (overrides agent.state_dir)")
     p.set_defaults(handler=cmd_enroll)
 
@@ -43,12 +44,11 @@ def _wipe(path: Path) -> None:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from agent.config import load_config
     from agent.provisioning.enroll import enroll
     from agent.provisioning.identity import IdentityStore, machine_facts
 
     try:
-        config = load_config(args.config)
+        config = load_agent_config(args.config)
         state_dir = Path(args.state_dir or config.agent.state_dir)
         if bool(args.token) == bool(args.token_file):
             raise ConfigError("give exactly one of --token and --token-file")
@@ -73,7 +73,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         return 1
     info = outcome.info
     if outcome.already:
-        print(f"already enrolled as {info.agent_id} in centre {info.centre} ({info.province}); certificate valid")
+        print(f"already enrolled as {info.agent_id} in centre {info.centre} ({info.province}); certificate valid"
+              + (f" [{outcome.detail}]" if outcome.detail else ""))
     else:
         print(f"enrolled as {info.agent_id} in centre {info.centre} ({info.province}), status {info.status}"
               + (f" [{outcome.detail}]" if outcome.detail else ""))

@@ -13,13 +13,14 @@ import json
 import sys
 
 from agent.api.pairing import PairingStore
-from agent.config import load_config, normalize_origin
+from agent.cli.config_file import add_config_option, load_agent_config
+from agent.config import normalize_origin
 from agent.errors import AgentError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("pair", help="pair a portal origin with this agent (issue, list, revoke tokens)")
-    p.add_argument("--config", help="TOML config file (for agent.state_dir)")
+    add_config_option(p)
     p.add_argument("--state-dir", help="state directory (overrides agent.state_dir)")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--origin", metavar="URL",
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def cmd_pair(args: argparse.Namespace) -> int:
     try:
-        state_dir = args.state_dir or load_config(args.config).agent.state_dir
+        state_dir = args.state_dir or load_agent_config(args.config).agent.state_dir
         store = PairingStore(state_dir)
         if args.origin:
             token = store.issue(args.origin)

@@ -7,14 +7,14 @@ import asyncio
 import dataclasses
 import sys
 
-from agent.config import load_config
+from agent.cli.config_file import add_config_option, load_agent_config
 from agent.errors import ConfigError
 from agent.logs import setup_logging
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="run the agent daemon")
-    p.add_argument("--config", help="TOML config file (default: built-in defaults)")
+    add_config_option(p)
     p.add_argument("--socket", help="unix socket path (overrides agent.socket)")
     p.add_argument("--tcp", help="also listen on this loopback HOST:PORT (overrides agent.tcp)")
     p.add_argument("--state-dir", help="state directory (overrides agent.state_dir)")
@@ -31,7 +31,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from agent.daemon import run_agent
 
     try:
-        config = load_config(args.config)
+        config = load_agent_config(args.config)
         agent_section = config.agent
         if args.socket is not None:
             agent_section = dataclasses.replace(agent_section, socket=args.socket)

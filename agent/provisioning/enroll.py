@@ -62,7 +62,9 @@ def enroll(store: IdentityStore, gateway: str, token: str, facts: MachineFacts, 
     if store.present:
         problem = store.check()
         if not problem:
-            return EnrolOutcome(store.info(), already=True)
+            fixed = store.give_to_service()
+            return EnrolOutcome(store.info(), already=True,
+                                detail=f"handed {', '.join(fixed)} back to the service user" if fixed else "")
         if problem == "certificate expired":
             try:
                 return EnrolOutcome(renew_sync(store, timeout=timeout), detail="expired certificate renewed")

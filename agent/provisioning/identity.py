@@ -10,6 +10,11 @@ Layout under ``<state_dir>/identity/`` (directory 0700, every file 0600)::
 The directory appears in one ``rename`` after a successful enrolment: a failed or
 interrupted enrolment leaves no half identity. Renewal replaces ``cert.pem`` (and
 ``key.pem`` when the key rotates) file by file with ``os.replace``.
+
+Ownership: the service runs as the owner of the state directory (``centre-agent``), while
+``centre-agent enroll`` runs as root. Whatever root writes here gets the state directory's
+owner and group before it is renamed into place, so the service can always read its own
+identity; run as the service user itself, the files are simply its own.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -91,18 +97,53 @@ def make_csr(key: ec.EllipticCurvePrivateKey, facts: MachineFacts) -> bytes:
     return csr.public_bytes(serialization.Encoding.DER)
 
 
-def _write_0600(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+Owner = tuple[int, int]
+
+
+def service_owner(state_dir: Path) -> Owner | None:
+    """The (uid, gid) that files root writes under ``state_dir`` must get: the directory's own.
+
+    ``None`` when nothing needs changing: not running as root (files are then the writer's own,
+    and the writer is the service), or the state directory itself belongs to root."""
+    if os.geteuid() != 0:
+        return None
+    st = state_dir.stat()
+    return None if (st.st_uid, st.st_gid) == (0, 0) else (st.st_uid, st.st_gid)
+
+
+def _write_private(fd: int, data: bytes, owner: Owner | None) -> None:
+    """Fill a freshly created file: 0600 whatever the umask, ``owner`` before any byte is in it."""
     with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)
+        if owner is not None:
+            os.fchown(f.fileno(), *owner)
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
 
 
-def _replace_file(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    _write_0600(tmp, data)
-    os.replace(tmp, path)
+def _write_0600(path: Path, data: bytes, owner: Owner | None) -> None:
+    _write_private(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), data, owner)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_file(path: Path, data: bytes, owner: Owner | None) -> None:
+    """Write ``data`` beside ``path`` (0600, ``owner``), then rename it over ``path``."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        _write_private(fd, data, owner)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
 
 
 class IdentityStore:
@@ -117,18 +158,23 @@ class IdentityStore:
     def install(self, key: ec.EllipticCurvePrivateKey, cert_pem: bytes, ca_pem: bytes, info: IdentityInfo) -> None:
         """Write a complete identity beside the old one, then swap it in with renames."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        owner = service_owner(self.state_dir)
         staging = Path(tempfile.mkdtemp(prefix=".identity-", dir=self.state_dir))
         try:
             os.chmod(staging, 0o700)
-            _write_0600(staging / "key.pem", key_pem(key))
-            _write_0600(staging / "cert.pem", cert_pem)
-            _write_0600(staging / "ca.pem", ca_pem)
-            _write_0600(staging / "identity.json", json.dumps(asdict(info), indent=2).encode())
+            if owner is not None:
+                os.chown(staging, *owner)
+            _write_0600(staging / "key.pem", key_pem(key), owner)
+            _write_0600(staging / "cert.pem", cert_pem, owner)
+            _write_0600(staging / "ca.pem", ca_pem, owner)
+            _write_0600(staging / "identity.json", json.dumps(asdict(info), indent=2).encode(), owner)
+            _fsync_dir(staging)
             old = None
             if self.dir.exists():
                 old = self.state_dir / f".identity-old-{os.getpid()}"
                 os.replace(self.dir, old)
             os.replace(staging, self.dir)
+            _fsync_dir(self.state_dir)
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
         except BaseException:
@@ -167,9 +213,26 @@ class IdentityStore:
             raise ConfigError(f"{self.dir}/cert.pem: missing or damaged; enrol this PC again") from None
 
     def replace_certificate(self, cert_pem: bytes, ca_pem: bytes, info: IdentityInfo) -> None:
-        _replace_file(self.dir / "cert.pem", cert_pem)
-        _replace_file(self.dir / "ca.pem", ca_pem)
-        _replace_file(self.dir / "identity.json", json.dumps(asdict(info), indent=2).encode())
+        owner = service_owner(self.state_dir)
+        _replace_file(self.dir / "cert.pem", cert_pem, owner)
+        _replace_file(self.dir / "ca.pem", ca_pem, owner)
+        _replace_file(self.dir / "identity.json", json.dumps(asdict(info), indent=2).encode(), owner)
+
+    def give_to_service(self) -> list[str]:
+        """Hand an identity root wrote with the wrong owner or mode (earlier versions did) back to
+        the service user: directory 0700, files 0600, owner of the state directory. Returns
+        the names it fixed (empty when nothing needed fixing or not running as root)."""
+        owner = service_owner(self.state_dir)
+        if owner is None or not self.dir.is_dir():
+            return []
+        fixed = []
+        for path, mode in ((self.dir, 0o700), *((p, 0o600) for p in sorted(self.dir.iterdir()) if p.is_file())):
+            st = path.lstat()
+            if (st.st_uid, st.st_gid) != owner or stat.S_IMODE(st.st_mode) != mode:
+                os.chown(path, *owner, follow_symlinks=False)
+                os.chmod(path, mode)
+                fixed.append(path.name)
+        return fixed
 
     def check(self, now: dt.datetime | None = None) -> str:
         """'' when the certificate is current and chains to ca.pem, else why not."""

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Start an installed daemon the way its systemd unit does, and supervise it like systemd would.
 
-    run_like_systemd.py --user USER --runtime-dir DIR [--client CMD] -- PROGRAM ARGS...
+    run_like_systemd.py --user USER --runtime-dir DIR [--client CMD] [--client-timeout S] -- PROGRAM ARGS...
 
-Creates the unit's RuntimeDirectory= (owned by USER, 0750), runs PROGRAM as USER with
-NOTIFY_SOCKET (an abstract socket this script owns) and WATCHDOG_USEC/WATCHDOG_PID set,
-waits for READY=1 and two watchdog pings, runs the optional client command (a shell
-line, as root), sends SIGTERM, and expects STOPPING=1 and exit status 0. Prints what it
-saw as JSON; exits non-zero on any deviation. Used by scripts/ci-packaging.sh (no systemd
+Creates the unit's RuntimeDirectory= (owned by USER, 0750; taken over if it exists, as
+systemd does), runs PROGRAM as USER with NOTIFY_SOCKET (an abstract socket this script
+owns) and WATCHDOG_USEC/WATCHDOG_PID set, waits for READY=1 and two watchdog pings, runs
+the optional client command (a shell line, as root), sends SIGTERM, and expects
+STOPPING=1 and exit status 0. Prints what it saw as JSON; exits non-zero on any
+deviation. Used by scripts/ci-packaging.sh (no systemd
 runs on the CI machine).
 """
 
@@ -33,13 +34,16 @@ def main() -> int:
     parser.add_argument("--runtime-dir", required=True)
     parser.add_argument("--client", default="")
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--client-timeout", type=float, default=60.0)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     account = pwd.getpwnam(args.user)
 
-    os.makedirs(args.runtime_dir, mode=0o750, exist_ok=False)
+    # like systemd's RuntimeDirectory=: made (or taken over) for USER at start, removed at stop
+    os.makedirs(args.runtime_dir, mode=0o750, exist_ok=True)
     os.chown(args.runtime_dir, account.pw_uid, account.pw_gid)
+    os.chmod(args.runtime_dir, 0o750)  # noqa: S103 - RuntimeDirectoryMode=0750 of both units
     name = f"centre-ci-notify-{os.getpid()}"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(b"\0" + name.encode())
@@ -52,9 +56,9 @@ def main() -> int:
                              "--", *command], env=env, cwd="/", stdout=subprocess.DEVNULL)
     ok = False
     try:
-        deadline = time.monotonic() + args.timeout
+        deadline = [time.monotonic() + args.timeout]  # restarted after the client ran
         def receive_until(predicate: str, count: int = 1) -> bool:
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline[0]:
                 if sum(1 for m in messages if predicate in m) >= count:
                     return True
                 if proc.poll() is not None and predicate != "STOPPING":
@@ -71,12 +75,14 @@ def main() -> int:
         if not receive_until("WATCHDOG", 2):
             raise SystemExit("no watchdog pings")
         if args.client:
-            client = subprocess.run(args.client, shell=True, capture_output=True, text=True, timeout=60,  # noqa: S602
+            client = subprocess.run(args.client, shell=True, capture_output=True, text=True,  # noqa: S602
+                                    timeout=args.client_timeout,
                                     check=False)
             seen["client"] = {"returncode": client.returncode, "stdout": client.stdout[-4000:],
                               "stderr": client.stderr[-4000:]}
             if client.returncode != 0:
                 raise SystemExit(f"client failed: {client.stderr.strip()}")
+        deadline[0] = time.monotonic() + args.timeout
         proc.send_signal(signal.SIGTERM)
         seen["returncode"] = proc.wait(timeout=60)
         receive_until("STOPPING")

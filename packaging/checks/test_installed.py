@@ -11,6 +11,8 @@ import json
 import os
 import pwd
 import re
+import shlex
+import socket
 import stat
 import subprocess
 import sys
@@ -218,3 +220,52 @@ def test_gateway_runs_like_its_unit() -> None:
     assert seen["messages"][0]["READY"] == "1"
     assert seen["messages"][0]["STATUS"].startswith("serving grpc=127.0.0.1:")
     assert Path("/var/lib/centre-gateway/fleet.db").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_enrolled_agent_runs_as_its_user_and_reports_to_the_gateway() -> None:
+    """The README's provisioning on the installed packages: the installed gateway (its unit's command,
+    as centre-gateway, [identity] on, loopback) gets a centre and a token from the installed CLI with
+    no --config; `centre-agent enroll` runs as root; the agent then runs as centre-agent like its
+    unit and reports over mTLS (packaging/checks/enrol_flow.py)."""
+    gateway_toml = Path("/etc/centre-gateway/gateway.toml")
+    agent_toml = Path("/etc/centre-agent/agent.toml")
+    shipped_gateway, shipped_agent = gateway_toml.read_text(), agent_toml.read_text()
+    enroll_port = _free_port()
+    before, _, identity = shipped_gateway.partition("[identity]")
+    local = before + "[identity]" + re.sub(r"^enabled = false", "enabled = true", identity, flags=re.M)
+    for key, value in (("grpc_listen", '"127.0.0.1:0"'), ("http_listen", '"127.0.0.1:0"'),
+                       ("enroll_listen", f'"127.0.0.1:{enroll_port}"'),
+                       ("server_names", '["127.0.0.1", "localhost"]')):
+        local, count = re.subn(rf"^{key} = .*$", f"{key} = {value}", local, flags=re.M)
+        assert count == 1, key
+    assert re.search(r"^enabled = true", local.partition("[identity]")[2], flags=re.M)
+    # the first report comes after a random delay of up to 90 s (a fleet restarting at once spreads out)
+    quick = re.sub(r"^first_delay_max_seconds = .*$", "first_delay_max_seconds = 1.0", shipped_agent, flags=re.M)
+    assert quick != shipped_agent
+    unit = Path("/lib/systemd/system/centre-gateway.service").read_text()
+    command = shlex.split(next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+                          .removeprefix("ExecStart="))
+    try:
+        gateway_toml.write_text(local)  # file, owner and mode stay the conffile's
+        agent_toml.write_text(quick)
+        client = f"{sys.executable} {CHECKS / 'enrol_flow.py'} provision --enroll 127.0.0.1:{enroll_port} " \
+                 "--centre CI-PKG-001"
+        result = run(sys.executable, str(CHECKS / "run_like_systemd.py"), "--user", "centre-gateway",
+                     "--runtime-dir", "/run/centre-gateway", "--client", client, "--client-timeout", "280",
+                     "--", *command)
+    finally:
+        gateway_toml.write_text(shipped_gateway)
+        agent_toml.write_text(shipped_agent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    flow = json.loads(json.loads(result.stdout)["client"]["stdout"])
+    print(json.dumps(flow, indent=1))
+    assert flow["enroll"].startswith(f"enrolled as {flow['agent_id']} in centre CI-PKG-001")
+    assert flow["agent_ready"]["STATUS"].startswith("serving socket=/run/centre-agent/agent.sock")
+    assert flow["reported"]["fleet"]["agents_online"] == 1
+    assert [(a["agent_id"], a["status"]) for a in flow["reported"]["agents"]] == [(flow["agent_id"], "active")]

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +14,7 @@ from tests.gateway.conftest import postgres, store, store_spec  # noqa: F401 - s
 from tests.provisioning.pki import ProvisioningGateway
 
 CENTRE = "HN-BD-001"
+SERVICE_USER = "nobody"  # plays centre-agent / centre-gateway: owns the state directory
 
 
 @pytest.fixture
@@ -38,3 +43,22 @@ def pgateway(pgateway_factory: Callable[..., ProvisioningGateway]) -> Provisioni
     gw.cli("centre", "add", CENTRE, "--name", "Ba Dinh public service centre", "--province", "HN")
     gw.cli("centre", "add", "HN-CG-002", "--name", "Cau Giay public service centre", "--province", "HN")
     return gw
+
+
+@pytest.fixture
+def service_home() -> Iterator[Path]:
+    """A directory the service user can reach (pytest's tmp_path is root-only): ``<it>/agent``
+    belongs to the service user, like /var/lib/centre-agent does to centre-agent."""
+    assert os.geteuid() == 0, "the test command runs as root (see README, Tests)"
+    base = Path(tempfile.mkdtemp(prefix="centre-owner-"))
+    try:
+        base.chmod(0o755)
+        account = pwd.getpwnam(SERVICE_USER)
+        agent_dir = base / "agent"
+        (agent_dir / "state").mkdir(parents=True)
+        for path in (agent_dir, agent_dir / "state"):
+            os.chown(path, account.pw_uid, account.pw_gid)
+            path.chmod(0o750)
+        yield base
+    finally:
+        shutil.rmtree(base)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import select
 import signal
 import subprocess
@@ -51,15 +52,24 @@ class AgentProcess:
             self.proc.stdout.close()
 
 
+def as_user(user: str) -> list[str]:
+    """Command prefix that runs the rest as ``user`` (its uid, primary gid and groups), like a unit's User=."""
+    account = pwd.getpwnam(user)
+    return ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--init-groups", "--"]
+
+
 def start_agent(tmp: Path, *extra: str, simulate: bool = True, config: Path | None = None,
-                env: dict[str, str] | None = None, timeout: float = 60) -> AgentProcess:
-    """Run the agent with its socket and state under ``tmp``; wait for its ready line."""
+                env: dict[str, str] | None = None, timeout: float = 60, user: str = "") -> AgentProcess:
+    """Run the agent with its socket and state under ``tmp``; wait for its ready line.
+
+    With ``user``, the agent runs as that account (the test runs as root); ``tmp`` must then be
+    reachable and writable for it."""
     tmp.mkdir(parents=True, exist_ok=True)
     sock = tmp / "agent.sock"
     state = tmp / "state"
     log_path = tmp / "agent.log"
-    cmd = [sys.executable, "-m", "agent", "run", "--socket", str(sock), "--state-dir", str(state),
-           "--metrics", "127.0.0.1:0", *extra]
+    cmd = [*(as_user(user) if user else []), sys.executable, "-m", "agent", "run", "--socket", str(sock),
+           "--state-dir", str(state), "--metrics", "127.0.0.1:0", *extra]
     if simulate:
         cmd.append("--simulate")
     if config is not None:
