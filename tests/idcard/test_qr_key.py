@@ -144,7 +144,8 @@ async def test_every_candidate_refused_is_access_denied_with_the_hint() -> None:
     with pytest.raises(AccessDeniedError) as err:
         await read_document(EmulatedTransport(card), key, ReadOptions(), None)
     assert err.value.reason == "ACCESS_DENIED"
-    assert "MRZ" in err.value.message and "CAN" in err.value.message
+    assert "MRZ" in err.value.message
+    assert "CAN" in err.value.message
     assert card.wrong_key_attempts == MAX_CANDIDATES == 2  # the third is never tried
 
 
