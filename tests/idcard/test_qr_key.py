@@ -95,6 +95,12 @@ def test_the_emulator_cards_qr_gives_its_mrz_key() -> None:
     assert key.candidates[0].document_number == SAMPLE_ID[-9:]
 
 
+def test_the_simulated_cards_qr_gives_its_key() -> None:
+    from agent.simulator.idcard import SIMULATED_KEY, simulated_card_qr
+
+    assert key_from_qr_text(simulated_card_qr()).candidates == (SIMULATED_KEY,)
+
+
 def test_the_no_expiry_filler_has_check_digit_0() -> None:
     key = MrzKey("063012345", "630520", "<<<<<<")
     assert mrz.mrz_information(key).endswith("<<<<<<0")
