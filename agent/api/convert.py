@@ -14,6 +14,7 @@ from agent.domain import scanner as sc
 from agent.domain.events import Event, EventKind
 from agent.domain.fingerprint import FingerprintTemplate, TemplateFormat
 from agent.domain.printer import PrinterCapabilities, PrinterState, PrinterStatus, PrintJobState
+from agent.drivers.idcard.qr_key import key_from_qr_text
 from agent.errors import InvalidRequestError
 from centre.agent.v1 import common_pb2 as cpb
 from centre.agent.v1 import devices_pb2 as dpb
@@ -122,7 +123,9 @@ def access_key_from_pb(request: ipb.ReadCardRequest) -> idc.AccessKey:
         if not (request.can.isdigit() and len(request.can) == 6):
             raise InvalidRequestError("can must be 6 digits")
         return idc.CanKey(request.can)
-    raise InvalidRequestError("give either an MRZ key or a CAN")
+    if which == "qr":
+        return key_from_qr_text(request.qr)
+    raise InvalidRequestError("give an MRZ key, a CAN or the card's QR code")
 
 
 def personal_pb(p: idc.PersonalData) -> ipb.PersonalData:

@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--birth-date", help="date of birth YYMMDD (MRZ)")
     r.add_argument("--expiry-date", help="date of expiry YYMMDD (MRZ)")
     r.add_argument("--can", help="6-digit card access number (PACE)")
+    r.add_argument("--qr", metavar="TEXT",
+                   help="the text of the QR code on the card's face: the agent derives the MRZ key from it "
+                        "('-' reads one line from stdin, which keeps it out of the process list)")
     r.add_argument("--no-face", action="store_true", help="do not read the face image")
     r.add_argument("--face-out", help="write the face JPEG to this file")
     r.set_defaults(handler=cmd_idcard_read)
@@ -107,11 +110,14 @@ def cmd_idcard_read(args: argparse.Namespace) -> int:
     request = ipb.ReadCardRequest(device=cpb.DeviceRef(device_id=args.device), skip_face=args.no_face)
     if args.can:
         request.can = args.can
+    elif args.qr:
+        request.qr = sys.stdin.readline().rstrip("\r\n") if args.qr == "-" else args.qr
     elif args.doc_number and args.birth_date and args.expiry_date:
         request.mrz.CopyFrom(ipb.MrzKey(document_number=args.doc_number, date_of_birth=args.birth_date,
                                         date_of_expiry=args.expiry_date))
     else:
-        print("centre-agent: give --doc-number, --birth-date and --expiry-date, or --can", file=sys.stderr)
+        print("centre-agent: give --doc-number, --birth-date and --expiry-date, or --can, or --qr",
+              file=sys.stderr)
         return 2
 
     async def go() -> int:

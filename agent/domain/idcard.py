@@ -29,7 +29,19 @@ class CanKey:
         return "CanKey(<redacted>)"
 
 
-AccessKey = MrzKey | CanKey
+@dataclass(frozen=True, slots=True)
+class QrKey:
+    """MRZ keys derived from the QR code on a CCCD's face (``drivers/idcard/qr_key.py``): the
+    law fixes the expiry date from birth and issue dates, and where the card's MRZ may carry
+    one of two values, both are here, in the order to try them (at most two)."""
+
+    candidates: tuple[MrzKey, ...]
+
+    def __repr__(self) -> str:
+        return f"QrKey(<{len(self.candidates)} redacted>)"
+
+
+AccessKey = MrzKey | CanKey | QrKey
 
 
 class Verdict(enum.StrEnum):

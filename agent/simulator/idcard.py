@@ -39,7 +39,7 @@ from agent.errors import (
     DeviceUnavailableError,
 )
 from agent.simulator.base import SingleDeviceBackend
-from agent.simulator.emrtd import CardProfile, EmulatedEmrtd, sample_cccd, sample_passport
+from agent.simulator.emrtd import CardProfile, EmulatedEmrtd, card_qr_text, sample_cccd, sample_passport
 from agent.simulator.emrtd.profiles import SAMPLE_DG13, td1
 
 RunBlocking = Callable[..., Awaitable[Any]]
@@ -61,6 +61,12 @@ def simulated_cccd() -> CardProfile:
     mrz = td1("ID", "VNM", SIMULATED_KEY.document_number, SIMULATED_ID, SIMULATED_KEY.date_of_birth, "F",
               SIMULATED_KEY.date_of_expiry, "VNM", "", "TRAN", "THI THU NGHIEM")
     return sample_cccd(mrz=mrz, dg13=dg13)
+
+
+def simulated_card_qr() -> str:
+    """The QR code on the face of :func:`simulated_cccd` (issued 10 January 2024 at 33: it
+    expires at 40, 15 January 2030, the expiry in :data:`SIMULATED_KEY`)."""
+    return card_qr_text(simulated_cccd())
 
 
 class SlotTransport:

@@ -129,3 +129,19 @@ def test_the_no_device_line_names_the_backends_that_look() -> None:
     line = no_devices_line(apb.AgentHealth(backends=["pcsc", "sane"], backend_errors=["cups: cupsd not running"]))
     assert line.startswith("no device found (backends running: pcsc, sane; failed to start: cups: cupsd not running)")
     assert line.endswith("run `centre-agent doctor`")
+
+
+def test_idcard_read_with_the_qr_code_of_the_simulated_card(agent: AgentProcess) -> None:
+    from agent.simulator.idcard import SIMULATED_ID, simulated_card_qr
+
+    devices(agent)
+    qr = simulated_card_qr()
+    out = agent.cli("idcard", "read", "--qr", qr, "--no-face", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["id_number"] == SIMULATED_ID
+    bad = agent.cli("idcard", "read", "--qr", qr.replace("|10012024", "|"), "--json")
+    assert bad.returncode != 0
+    assert "INVALID_ARGUMENT" in bad.stderr, bad.stderr
+    assert "issue date" in bad.stderr
+    assert qr not in agent.log()
+    assert SIMULATED_ID not in agent.log()

@@ -12,11 +12,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
+from agent.client import AgentClient
 from agent.drivers.idcard import mrz
-from agent.simulator.emrtd import sample_cccd
+from agent.simulator.emrtd import card_qr_text, sample_cccd
 from agent.simulator.emrtd.profiles import SAMPLE_ID
+from centre.agent.v1 import common_pb2 as cpb
+from centre.agent.v1 import idcard_pb2 as ipb
 from tests.idcard.pcsc_testbed import REPO_ROOT, PcscdPeer, VpcdCardProcess, start_pcsc_agent, wait_for_card
 from tests.support.agent_process import AgentProcess
 
@@ -69,6 +73,60 @@ def test_read_through_the_agent_and_the_cli(pcsc_agent: tuple[AgentProcess, Path
     assert wrong.returncode != 0
     assert "ACCESS_DENIED" in wrong.stderr or "access" in wrong.stderr.lower()
     assert "Traceback" not in wrong.stderr
+
+
+def test_read_with_the_qr_code_through_the_agent_and_the_cli(
+        pcsc_agent: tuple[AgentProcess, Path], vpcd_card: Callable[..., VpcdCardProcess]) -> None:
+    """From the QR to the chip: the key derived from the emulator card's QR text opens it
+    (the card is issued with the expiry Art. 21 gives it), given as an argument or on stdin."""
+    agent, csca = pcsc_agent
+    card = vpcd_card("--csca-out", str(csca / "csca.der"))
+    wait_for_card(card.reader)
+    device = pcsc_device(agent)
+    qr = card_qr_text(sample_cccd())
+    out = agent.cli("idcard", "read", "--device", device["id"], "--qr", qr, "--no-face", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["id_number"] == SAMPLE_ID
+    assert result["document_number"] == SAMPLE_ID[-9:]
+    assert result["date_of_expiry"] == "2039-03-15"
+    assert result["verification"]["passive"] == "valid"
+
+    piped = subprocess.run([sys.executable, "-m", "agent", "idcard", "read", "--qr", "-", "--no-face", "--json"],
+                           input=qr + "\r\n", capture_output=True, text=True, env=agent.env, cwd=REPO_ROOT,
+                           timeout=60)
+    assert piped.returncode == 0, piped.stderr
+    assert json.loads(piped.stdout)["id_number"] == SAMPLE_ID
+    for secret in (qr, SAMPLE_ID, SAMPLE_ID[-9:], "15031999", "10012024"):
+        assert secret not in agent.log()
+
+
+async def test_a_refused_qr_key_is_permission_denied_with_a_hint(
+        pcsc_agent: tuple[AgentProcess, Path], vpcd_card: Callable[..., VpcdCardProcess]) -> None:
+    """A QR whose derived keys the card refuses (here: a holder born in 1950, issued in 2021,
+    so a card without expiry and two candidates) fails with PERMISSION_DENIED, reason
+    ACCESS_DENIED and a hint to type the MRZ or the CAN, after exactly those two tries; the
+    card is left usable."""
+    agent, csca = pcsc_agent
+    card = vpcd_card("--csca-out", str(csca / "csca.der"), "--max-wrong-key-attempts", "3")
+    wait_for_card(card.reader)
+    device = pcsc_device(agent)
+    other = card_qr_text(sample_cccd()).split("|")
+    other[3], other[6] = "15031950", "10012021"
+    async with AgentClient.connect(str(agent.socket), "qr-test") as client:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await client.idcard.ReadCard(ipb.ReadCardRequest(device=cpb.DeviceRef(device_id=device["id"]),
+                                                             qr="|".join(other), skip_face=True), timeout=60)
+        assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        assert dict(err.value.trailing_metadata() or ())["centre-error-reason"] == "ACCESS_DENIED"
+        assert "MRZ" in (err.value.details() or "")
+        assert "CAN" in (err.value.details() or "")
+        # Two candidates, two failed attempts: a third (blocking at 3) would make this CARD_BLOCKED.
+        ok = await client.idcard.ReadCard(ipb.ReadCardRequest(device=cpb.DeviceRef(device_id=device["id"]),
+                                                              qr=card_qr_text(sample_cccd()), skip_face=True),
+                                          timeout=60)
+    assert ok.personal.id_number == SAMPLE_ID
+    assert "15031950" not in agent.log()
 
 
 def test_card_events_reach_a_watching_client(pcsc_agent: tuple[AgentProcess, Path],

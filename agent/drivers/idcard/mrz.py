@@ -157,9 +157,11 @@ def validate_key(key: MrzKey) -> None:
     """Reject malformed key material from a client before it reaches a card."""
     if not re.fullmatch(r"[0-9A-Z<]{1,22}", key.document_number.upper()):
         raise InvalidRequestError("document number must be 1-22 characters 0-9 A-Z")
-    for value, what in ((key.date_of_birth, "birth date"), (key.date_of_expiry, "expiry date")):
-        if not re.fullmatch(r"\d{6}", value):
-            raise InvalidRequestError(f"{what} must be YYMMDD")
+    if not re.fullmatch(r"\d{6}", key.date_of_birth):
+        raise InvalidRequestError("birth date must be YYMMDD")
+    # Filler for "no expiry" (TD1 cards without expiry; see qr_key.NO_EXPIRY_CANDIDATES).
+    if not re.fullmatch(r"\d{6}|<{6}", key.date_of_expiry):
+        raise InvalidRequestError("expiry date must be YYMMDD")
 
 
 def mrz_information(key: MrzKey) -> str:

@@ -20,6 +20,7 @@ from agent.domain.idcard import (
     FaceImage,
     MrzKey,
     PersonalData,
+    QrKey,
     ReadOptions,
     Verdict,
     Verification,
@@ -34,6 +35,7 @@ from agent.drivers.idcard.dg13 import Dg13, parse_dg13
 from agent.drivers.idcard.face import parse_dg2
 from agent.drivers.idcard.mrz import Mrz, parse_yymmdd, validate_key
 from agent.drivers.idcard.pace import perform_pace
+from agent.drivers.idcard.qr_key import MAX_CANDIDATES
 from agent.drivers.idcard.reading import (
     EF_CARD_ACCESS,
     EF_COM,
@@ -46,7 +48,13 @@ from agent.drivers.idcard.security_infos import PaceInfo, SecurityInfos, parse_s
 from agent.drivers.idcard.transport import CardTransport
 from agent.drivers.idcard.trust_store import TrustStore
 from agent.drivers.idcard.verification import CheckResult, SodCheck, check_sod, passive_verdict
-from agent.errors import DataFormatError, DeviceProtocolError, NotSupportedError
+from agent.errors import (
+    AccessDeniedError,
+    DataFormatError,
+    DeviceProtocolError,
+    InvalidRequestError,
+    NotSupportedError,
+)
 
 #: Data groups read when the card lists them, DG2 (the face, most of the bytes) apart and
 #: last. DG3/DG4 need terminal authentication; DG14 is read before, for chip authentication.
@@ -142,7 +150,7 @@ def personal_data(mrz: Mrz, dg13: Dg13 | None) -> PersonalData:
     )
 
 
-async def _open(channel: CardChannel, files: FileReader, key: AccessKey, pace_info: PaceInfo | None) -> str:
+async def _open(channel: CardChannel, files: FileReader, key: MrzKey | CanKey, pace_info: PaceInfo | None) -> str:
     """Access control and application selection; returns the protocol used."""
     if pace_info is not None:
         try:
@@ -163,6 +171,32 @@ async def _open(channel: CardChannel, files: FileReader, key: AccessKey, pace_in
     return "BAC"
 
 
+async def _open_with(channel: CardChannel, files: FileReader, key: AccessKey,
+                     pace_info: PaceInfo | None) -> tuple[str, MrzKey | CanKey]:
+    """Access control with ``key``; returns the protocol and the key the card took.
+
+    A key derived from the QR code (:class:`QrKey`) is a short, fixed list of candidates (at
+    most ``qr_key.MAX_CANDIDATES``), each tried once in its order: a refusal moves on to the
+    next one, a blocked card stops at once, and once every candidate is refused the read
+    fails with ACCESS_DENIED and a hint to type the MRZ or the CAN.
+    """
+    if not isinstance(key, QrKey):
+        return await _open(channel, files, key, pace_info), key
+    candidates = key.candidates[:MAX_CANDIDATES]
+    if not candidates:
+        raise InvalidRequestError("the QR code gave no access key: type the MRZ or the CAN")
+    for candidate in candidates:
+        try:
+            return await _open(channel, files, candidate, pace_info), candidate
+        except AccessDeniedError as error:
+            if error.reason != AccessDeniedError.reason:  # CARD_BLOCKED: no further attempt
+                raise
+            channel.sm = None
+    raise AccessDeniedError(
+        f"the card refused the access key derived from its QR code ({len(candidates)} tried): "
+        "type the MRZ (document number, birth and expiry dates) or the CAN")
+
+
 async def read_document(transport: CardTransport, key: AccessKey, options: ReadOptions,
                         trust: TrustStore | None, *, now: dt.datetime | None = None) -> CardRead:
     """Open the card with ``key``, read it and verify it.
@@ -171,16 +205,18 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
     personal data travels under its stronger session keys (9303 Part 11, 6.2); if it fails,
     access control is redone with the same (correct) key and the read goes on.
 
-    Raises AccessDeniedError for a wrong key (one attempt, never retried),
+    Raises AccessDeniedError for a wrong key (one attempt, never retried; a key derived
+    from the QR code tries its few candidates in order, see :func:`_open_with`),
     NotSupportedError for a CAN on a card without PACE, DeviceProtocolError /
     DataFormatError for malformed answers; transport errors pass through.
     """
-    if isinstance(key, MrzKey):
-        validate_key(key)
+    for mrz_key in key.candidates if isinstance(key, QrKey) else (key,):
+        if isinstance(mrz_key, MrzKey):
+            validate_key(mrz_key)
     channel = CardChannel(transport)
     files = FileReader(channel)
     pace_info = choose_pace(await _card_access(channel))
-    protocol = await _open(channel, files, key, pace_info)
+    protocol, opened_with = await _open_with(channel, files, key, pace_info)
 
     com_raw = await files.read(EF_COM)
     if com_raw is None:
@@ -206,7 +242,7 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
         chip = await chip_authentication(channel, dg14_infos)
         if chip.verdict is Verdict.INVALID:
             channel.sm = None  # the chip dropped the channel: open it again, same key
-            await _open(channel, files, key, pace_info)
+            await _open(channel, files, opened_with, pace_info)
 
     sod_raw = await files.read(EF_SOD)
     # Background work is timed to the two long waits on the card, and sized to fit them: a

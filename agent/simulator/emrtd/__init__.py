@@ -16,10 +16,17 @@ API (stable; the PC/SC testbed and ``--simulate`` code against it)::
 
 from agent.simulator.emrtd.card import ATR, EmulatedEmrtd
 from agent.simulator.emrtd.issuer import CardFaults, IssuedCard, issue
-from agent.simulator.emrtd.profiles import CardProfile, PaceOffer, sample_cccd, sample_face, sample_passport
+from agent.simulator.emrtd.profiles import (
+    CardProfile,
+    PaceOffer,
+    card_qr_text,
+    sample_cccd,
+    sample_face,
+    sample_passport,
+)
 from agent.simulator.emrtd.transport import EmulatedTransport
 
 __all__ = [
     "ATR", "CardFaults", "CardProfile", "EmulatedEmrtd", "EmulatedTransport", "IssuedCard", "PaceOffer",
-    "issue", "sample_cccd", "sample_face", "sample_passport",
+    "card_qr_text", "issue", "sample_cccd", "sample_face", "sample_passport",
 ]

@@ -107,12 +107,32 @@ SAMPLE_DG13: dict[int, str | tuple[str, str]] = {
 
 
 def sample_cccd(**changes: object) -> CardProfile:
-    """A Vietnamese CCCD (TD1) with DG13, PACE (AES-128, brainpoolP256r1) and BAC, AA (RSA)."""
+    """A Vietnamese CCCD (TD1) with DG13, PACE (AES-128, brainpoolP256r1) and BAC, AA (RSA).
+
+    Issued on 10 January 2024 to a holder born on 15 March 1999 (aged 24: within the two
+    years before 25), it expires at 40, on 15 March 2039, as Article 21 of the 2014 law has it
+    (``drivers/idcard/qr_key.py``), so the key derived from its QR code opens it."""
     mrz = td1("ID", "VNM", SAMPLE_ID[3:], SAMPLE_ID, "990315", "F", "390315", "VNM", "",
               "TRAN", "THI THU NGHIEM")
     base = CardProfile(label="cccd", mrz=mrz, dg13=SAMPLE_DG13, pace=(PaceOffer("AES-128", 13),),
                        active_auth="rsa", chip_auth=None)
     return _replace(base, changes)
+
+
+def card_qr_text(profile: CardProfile) -> str:
+    """The QR code printed on the face of a CCCD with this profile's DG13, as a barcode scanner
+    reads it: ``id|old id|name|ddmmyyyy birth|sex|residence|ddmmyyyy issue``."""
+    if profile.dg13 is None:
+        raise ValueError("only a CCCD (a profile with DG13) has a QR code")
+
+    def text(index: int) -> str:
+        value = profile.dg13.get(index, "") if profile.dg13 is not None else ""
+        return value if isinstance(value, str) else ""
+
+    def date(index: int) -> str:
+        return text(index).replace("/", "")
+
+    return "|".join((text(1), text(15), text(2), date(3), text(4), text(9), date(11)))
 
 
 def sample_passport(**changes: object) -> CardProfile:

@@ -87,12 +87,19 @@ class ReadCardRequest(_message.Message):
     DEVICE_FIELD_NUMBER: _builtins.int
     MRZ_FIELD_NUMBER: _builtins.int
     CAN_FIELD_NUMBER: _builtins.int
+    QR_FIELD_NUMBER: _builtins.int
     SKIP_FACE_FIELD_NUMBER: _builtins.int
     CHALLENGE_FIELD_NUMBER: _builtins.int
     INCLUDE_RAW_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     can: _builtins.str
     """6-digit card access number (PACE only)"""
+    qr: _builtins.str
+    """The text of the QR code on a CCCD's face, as scanned: the agent derives the MRZ key
+    (document number = last 9 digits of the ID; birth date; the expiry date the law fixes
+    from birth and issue dates, Luật Căn cước Art. 21). Personal data: never logged.
+    PERMISSION_DENIED (ACCESS_DENIED) when the card refuses it: type the MRZ or the CAN.
+    """
     skip_face: _builtins.bool
     """do not read DG2 (the largest file)"""
     challenge: _builtins.bytes
@@ -115,16 +122,17 @@ class ReadCardRequest(_message.Message):
         device: _common_pb2.DeviceRef | None = ...,
         mrz: Global___MrzKey | None = ...,
         can: _builtins.str = ...,
+        qr: _builtins.str = ...,
         skip_face: _builtins.bool = ...,
         challenge: _builtins.bytes = ...,
         include_raw: _builtins.bool = ...,
         request_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["can", b"can", "device", b"device", "key", b"key", "mrz", b"mrz"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["can", b"can", "device", b"device", "key", b"key", "mrz", b"mrz", "qr", b"qr"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["can", b"can", "challenge", b"challenge", "device", b"device", "include_raw", b"include_raw", "key", b"key", "mrz", b"mrz", "request_id", b"request_id", "skip_face", b"skip_face"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["can", b"can", "challenge", b"challenge", "device", b"device", "include_raw", b"include_raw", "key", b"key", "mrz", b"mrz", "qr", b"qr", "request_id", b"request_id", "skip_face", b"skip_face"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_key: _TypeAlias = _typing.Literal["mrz", "can"]  # noqa: Y015
+    _WhichOneofReturnType_key: _TypeAlias = _typing.Literal["mrz", "can", "qr"]  # noqa: Y015
     _WhichOneofArgType_key: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_key) -> _WhichOneofReturnType_key | None: ...
 

@@ -52,7 +52,8 @@ class IdCardServiceServicer:
     """
 
     def ReadCard(self, request, context):
-        """Read the card on the reader: open a secure channel (PACE if the card offers it, else BAC),
+        """Read the card on the reader: open a secure channel (PACE if the card offers it, else BAC)
+        with the MRZ key, the CAN or the key derived from the card's QR code,
         read the data groups, verify. PERMISSION_DENIED (reason ACCESS_DENIED) for a wrong MRZ/CAN
         (never retried: cards count failures); UNAVAILABLE (CARD_REMOVED) if the card leaves;
         FAILED_PRECONDITION (NO_CARD) with no card present.

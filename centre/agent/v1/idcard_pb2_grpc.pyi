@@ -34,7 +34,8 @@ class IdCardServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> IdCardServiceAsyncStub: ...
     ReadCard: _grpc.UnaryUnaryMultiCallable[_idcard_pb2.ReadCardRequest, _idcard_pb2.ReadCardResponse]
-    """Read the card on the reader: open a secure channel (PACE if the card offers it, else BAC),
+    """Read the card on the reader: open a secure channel (PACE if the card offers it, else BAC)
+    with the MRZ key, the CAN or the key derived from the card's QR code,
     read the data groups, verify. PERMISSION_DENIED (reason ACCESS_DENIED) for a wrong MRZ/CAN
     (never retried: cards count failures); UNAVAILABLE (CARD_REMOVED) if the card leaves;
     FAILED_PRECONDITION (NO_CARD) with no card present.
@@ -48,7 +49,8 @@ class IdCardServiceAsyncStub(IdCardServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ReadCard: _aio.UnaryUnaryMultiCallable[_idcard_pb2.ReadCardRequest, _idcard_pb2.ReadCardResponse]  # type: ignore[assignment]
-    """Read the card on the reader: open a secure channel (PACE if the card offers it, else BAC),
+    """Read the card on the reader: open a secure channel (PACE if the card offers it, else BAC)
+    with the MRZ key, the CAN or the key derived from the card's QR code,
     read the data groups, verify. PERMISSION_DENIED (reason ACCESS_DENIED) for a wrong MRZ/CAN
     (never retried: cards count failures); UNAVAILABLE (CARD_REMOVED) if the card leaves;
     FAILED_PRECONDITION (NO_CARD) with no card present.
@@ -65,7 +67,8 @@ class IdCardServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _idcard_pb2.ReadCardRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_idcard_pb2.ReadCardResponse, _abc.Awaitable[_idcard_pb2.ReadCardResponse]]:
-        """Read the card on the reader: open a secure channel (PACE if the card offers it, else BAC),
+        """Read the card on the reader: open a secure channel (PACE if the card offers it, else BAC)
+        with the MRZ key, the CAN or the key derived from the card's QR code,
         read the data groups, verify. PERMISSION_DENIED (reason ACCESS_DENIED) for a wrong MRZ/CAN
         (never retried: cards count failures); UNAVAILABLE (CARD_REMOVED) if the card leaves;
         FAILED_PRECONDITION (NO_CARD) with no card present.

@@ -122,6 +122,10 @@ export interface MrzKeyInput {
 export interface ReadCardOptions {
   mrz?: MrzKeyInput;
   can?: string;
+  /** The text of the QR code on a CCCD's face, as the barcode scanner read it (e.g. from
+   *  `events()`): the agent derives the chip key from it. Refused by the card: the error is
+   *  PERMISSION_DENIED (reason ACCESS_DENIED); ask the clerk to type the MRZ or the CAN. */
+  qr?: string;
   /** Portal nonce (from the portal's backend) bound into the signed attestation. */
   challenge?: Uint8Array;
   /** Reader id. Default: the one reader holding a card (else the error reason is NO_CARD or
@@ -197,7 +201,13 @@ export class Agent {
         skipFace: options.skipFace ?? false,
       });
     }
-    throw new ConnectError("readCard needs an MRZ key or a CAN", Code.InvalidArgument);
+    if (options.qr !== undefined) {
+      return this.idcard.readCard({
+        device, key: { case: "qr", value: options.qr }, challenge: options.challenge,
+        skipFace: options.skipFace ?? false,
+      });
+    }
+    throw new ConnectError("readCard needs an MRZ key, a CAN or the card's QR code", Code.InvalidArgument);
   }
 
   async captureFingerprint(deviceId = "", timeoutMs = 30000): Promise<CaptureResponse> {
