@@ -12,24 +12,18 @@ gives, but never as a quiet fallback.
 from __future__ import annotations
 
 import datetime as dt
+from typing import TypeVar
 
 from agent.domain.idcard import ExtraField, FieldSource, PersonalData, Verdict
 from agent.drivers.idcard.dg13 import Dg13
 from agent.drivers.idcard.mrz import Mrz, parse_yymmdd
 from agent.drivers.idcard.verification import CheckResult
 
-#: Fields that only DG13 holds, with the DG13 index each comes from (0: chosen per card).
-_DG13_ONLY = {
-    "nationality_name": 5, "ethnicity": 6, "religion": 7, "place_of_origin": 8, "place_of_residence": 9,
-    "identifying_marks": 10, "date_of_issue": 11, "father_name": 13, "mother_name": 13, "spouse_name": 14,
-    "old_id_number": 0,
-}
-#: Fields both hold: DG13 first, the MRZ when DG13 gives nothing.
-_BOTH = ("id_number", "full_name", "date_of_birth", "sex", "date_of_expiry")
-#: Fields only the MRZ holds.
-_DG1_ONLY = ("document_type", "issuing_state", "document_number", "nationality", "mrz")
+T = TypeVar("T", str, dt.date | None)
+#: PersonalData field -> Mrz attribute, where the names differ.
+_MRZ_NAMES = {"document_type": "document_code", "mrz": "text"}
 
-Value = str | dt.date | None
+_DG1_ONLY = ("document_type", "issuing_state", "document_number", "nationality", "mrz")
 
 
 def _mrz_id_number(mrz: Mrz) -> str:
@@ -41,40 +35,63 @@ def _mrz_id_number(mrz: Mrz) -> str:
     return ""
 
 
+class _Merge:
+    """Picks each field's value and records its source."""
+
+    def __init__(self, dg13: Dg13 | None) -> None:
+        self.dg13 = dg13
+        self.sources: dict[str, FieldSource] = {}
+
+    def both(self, name: str, own: T, from_mrz: T, empty: T) -> T:
+        """A field both hold: DG13's when it gives one, else the MRZ's."""
+        if own:
+            self.sources[name] = FieldSource.DG13
+            return own
+        self.sources[name] = FieldSource.DG1 if from_mrz else FieldSource.MISSING
+        return from_mrz if from_mrz else empty
+
+    def dg13_text(self, name: str, index: int, own: str) -> str:
+        """A text only DG13 holds: DG13's when the card carries the index, even empty (no spouse)."""
+        held = self.dg13 is not None and index in self.dg13.present
+        self.sources[name] = FieldSource.DG13 if held else FieldSource.MISSING
+        return own if held else ""
+
+    def dg13_date(self, name: str, own: dt.date | None) -> dt.date | None:
+        """A date only DG13 holds: DG13's when it decoded."""
+        self.sources[name] = FieldSource.DG13 if own is not None else FieldSource.MISSING
+        return own
+
+
 def personal_data(mrz: Mrz, dg13: Dg13 | None) -> PersonalData:
     """Merge DG1 and DG13 (None: no DG13, or one that could not be parsed)."""
-    from_mrz: dict[str, Value] = {
-        "document_type": mrz.document_code, "issuing_state": mrz.issuing_state,
-        "document_number": mrz.document_number, "nationality": mrz.nationality, "mrz": mrz.text,
-        "id_number": _mrz_id_number(mrz), "full_name": mrz.full_name,
-        "date_of_birth": parse_yymmdd(mrz.date_of_birth, future=False),
-        "sex": {"M": "M", "F": "F"}.get(mrz.sex, "X"),
-        "date_of_expiry": parse_yymmdd(mrz.date_of_expiry, future=True),
-    }
-    values: dict[str, Value] = {}
-    sources: dict[str, FieldSource] = {}
+    d = dg13 if dg13 is not None else Dg13()
+    m = _Merge(dg13)
     for name in _DG1_ONLY:
-        values[name] = from_mrz[name]
-        sources[name] = FieldSource.DG1 if from_mrz[name] else FieldSource.MISSING
-    for name in _BOTH:
-        own: Value = getattr(dg13, name) if dg13 is not None else None
-        if own:
-            values[name], sources[name] = own, FieldSource.DG13
-        elif from_mrz[name]:
-            values[name], sources[name] = from_mrz[name], FieldSource.DG1
-        else:
-            values[name], sources[name] = None if name.startswith("date_") else "", FieldSource.MISSING
-    for name, index in _DG13_ONLY.items():
-        own = getattr(dg13, "nationality" if name == "nationality_name" else name) if dg13 is not None else None
-        if dg13 is not None and index == 0:
-            index = dg13.old_id_index
-        # A string field the card carries is DG13's even when empty (no spouse, no religion);
-        # a date is DG13's only when it decoded.
-        held = dg13 is not None and index in dg13.present and (own is not None)
-        values[name] = own if held else (None if name.startswith("date_") else "")
-        sources[name] = FieldSource.DG13 if held else FieldSource.MISSING
-    extra = tuple(ExtraField(index, strings) for index, strings in dg13.extra) if dg13 is not None else ()
-    return PersonalData(**values, extra_fields=extra, sources=sources)  # type: ignore[arg-type]
+        m.sources[name] = FieldSource.DG1 if getattr(mrz, _MRZ_NAMES.get(name, name)) else FieldSource.MISSING
+    return PersonalData(
+        document_type=mrz.document_code, issuing_state=mrz.issuing_state, document_number=mrz.document_number,
+        nationality=mrz.nationality, mrz=mrz.text,
+        id_number=m.both("id_number", d.id_number, _mrz_id_number(mrz), ""),
+        full_name=m.both("full_name", d.full_name, mrz.full_name, ""),
+        date_of_birth=m.both("date_of_birth", d.date_of_birth, parse_yymmdd(mrz.date_of_birth, future=False),
+                             None),
+        sex=m.both("sex", d.sex, {"M": "M", "F": "F"}.get(mrz.sex, "X"), ""),
+        date_of_expiry=m.both("date_of_expiry", d.date_of_expiry,
+                              parse_yymmdd(mrz.date_of_expiry, future=True), None),
+        date_of_issue=m.dg13_date("date_of_issue", d.date_of_issue),
+        nationality_name=m.dg13_text("nationality_name", 5, d.nationality),
+        ethnicity=m.dg13_text("ethnicity", 6, d.ethnicity),
+        religion=m.dg13_text("religion", 7, d.religion),
+        place_of_origin=m.dg13_text("place_of_origin", 8, d.place_of_origin),
+        place_of_residence=m.dg13_text("place_of_residence", 9, d.place_of_residence),
+        identifying_marks=m.dg13_text("identifying_marks", 10, d.identifying_marks),
+        father_name=m.dg13_text("father_name", 13, d.father_name),
+        mother_name=m.dg13_text("mother_name", 13, d.mother_name),
+        spouse_name=m.dg13_text("spouse_name", 14, d.spouse_name),
+        old_id_number=m.dg13_text("old_id_number", d.old_id_index, d.old_id_number),
+        extra_fields=tuple(ExtraField(index, strings) for index, strings in d.extra),
+        sources=m.sources,
+    )
 
 
 def data_verdict(listed: bool, dg13: Dg13 | None, failure: str | None) -> CheckResult:
