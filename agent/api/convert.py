@@ -29,6 +29,7 @@ STATE_TO_PB = {s: cpb.DeviceState.Value(f"DEVICE_STATE_{s.name}") for s in d.Dev
 SEVERITY_TO_PB = {s: cpb.Severity.Value(f"SEVERITY_{s.name}") for s in d.Severity}
 EVENT_TO_PB = {k: dpb.EventKind.Value(f"EVENT_KIND_{k.name}") for k in EventKind}
 VERDICT_TO_PB = {v: ipb.Verdict.Value(f"VERDICT_{v.name}") for v in idc.Verdict}
+FIELD_SOURCE_TO_PB = {s: ipb.FieldSource.Value(f"FIELD_SOURCE_{s.name}") for s in idc.FieldSource}
 TEMPLATE_TO_PB = {t: fpb.TemplateFormat.Value(f"TEMPLATE_FORMAT_{t.name}") for t in TemplateFormat}
 TEMPLATE_FROM_PB = {v: k for k, v in TEMPLATE_TO_PB.items()}
 SOURCE_TO_PB = {s: spb.ScanSource.Value(f"SCAN_SOURCE_{s.name}") for s in sc.ScanSource}
@@ -135,7 +136,11 @@ def personal_pb(p: idc.PersonalData) -> ipb.PersonalData:
         ethnicity=p.ethnicity, religion=p.religion, place_of_origin=p.place_of_origin,
         place_of_residence=p.place_of_residence, identifying_marks=p.identifying_marks,
         father_name=p.father_name, mother_name=p.mother_name, spouse_name=p.spouse_name,
-        old_id_number=p.old_id_number, mrz=p.mrz)
+        old_id_number=p.old_id_number, mrz=p.mrz, nationality_name=p.nationality_name,
+        extra_fields=[ipb.ExtraField(index=e.index, values=list(e.values)) for e in p.extra_fields])
+    for name in msg.DESCRIPTOR.fields_by_name:
+        if name not in ("sources", "extra_fields"):
+            msg.sources[name] = FIELD_SOURCE_TO_PB[p.sources.get(name, idc.FieldSource.MISSING)]
     for field_name, value in (("date_of_birth", p.date_of_birth), ("date_of_expiry", p.date_of_expiry),
                               ("date_of_issue", p.date_of_issue)):
         date = date_pb(value)
@@ -149,7 +154,8 @@ def card_read_pb(read: idc.CardRead, device_id: str) -> ipb.ReadCardResponse:
     msg = ipb.ReadCardResponse(
         personal=personal_pb(read.personal),
         verification=ipb.Verification(passive=VERDICT_TO_PB[v.passive], active=VERDICT_TO_PB[v.active],
-                                      chip=VERDICT_TO_PB[v.chip], details=list(v.details)),
+                                      chip=VERDICT_TO_PB[v.chip], details=list(v.details),
+                                      data=VERDICT_TO_PB[v.data]),
         data_groups_read=list(read.data_groups_read), access_protocol=read.access_protocol,
         raw_data_groups=dict(read.raw_data_groups), device_id=device_id)
     if read.face is not None:

@@ -96,12 +96,16 @@ def card_json(r: ipb.ReadCardResponse) -> dict[str, Any]:
         "place_of_residence": p.place_of_residence, "identifying_marks": p.identifying_marks,
         "date_of_issue": _date(p.date_of_issue), "date_of_expiry": _date(p.date_of_expiry),
         "father_name": p.father_name, "mother_name": p.mother_name, "spouse_name": p.spouse_name,
-        "old_id_number": p.old_id_number,
+        "old_id_number": p.old_id_number, "nationality_name": p.nationality_name,
+        "extra_fields": [{"index": e.index, "values": list(e.values)} for e in p.extra_fields],
+        "sources": {name: enum_name(ipb.FieldSource, value, "FIELD_SOURCE_")
+                    for name, value in sorted(p.sources.items())},
         "face": {"mime_type": "image/jpeg", "original_mime_type": r.face.original_mime_type,
                  "sha256": r.face.sha256, "width": r.face.width, "height": r.face.height}
         if r.HasField("face") else None,
         "verification": {"passive": _verdict(r.verification.passive), "active": _verdict(r.verification.active),
-                         "chip": _verdict(r.verification.chip), "details": list(r.verification.details)},
+                         "chip": _verdict(r.verification.chip), "data": _verdict(r.verification.data),
+                         "details": list(r.verification.details)},
         "access_protocol": r.access_protocol, "data_groups_read": list(r.data_groups_read),
     }
 

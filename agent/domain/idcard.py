@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -55,12 +56,39 @@ class Verdict(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Verification:
-    """Each check reports on its own; an invalid card is still read and reported."""
+    """Each check reports on its own; an invalid card is still read and reported.
+
+    ``data`` judges the decoding of the personal data, not the card's authenticity: VALID
+    when every personal-data group read was decoded whole; INVALID when a DG13 is listed but
+    missing, cannot be parsed, yields no name or has fields that do not decode (the read
+    still carries what DG1 gives; ``details`` says why, prefixed "data: "); NOT_SUPPORTED
+    when the document has no DG13 (a passport: the MRZ is all there is).
+    """
 
     passive: Verdict
     active: Verdict
     chip: Verdict
     details: tuple[str, ...] = ()  # non-personal notes: "DG2 hash mismatch", "DS cert expired"
+    data: Verdict = Verdict.NOT_SUPPORTED
+
+
+class FieldSource(enum.StrEnum):
+    """Where a personal-data field's value came from."""
+
+    DG13 = "dg13"  # the CCCD's DG13 (full Vietnamese text)
+    DG1 = "dg1"  # the MRZ (upper case, no diacritics, truncated names)
+    MISSING = "missing"  # neither holds it: the field is empty
+
+
+@dataclass(frozen=True, slots=True)
+class ExtraField:
+    """A DG13 pair this agent does not map to a named field, kept as the card holds it."""
+
+    index: int
+    values: tuple[str, ...]
+
+    def __repr__(self) -> str:
+        return f"ExtraField({self.index}, <redacted>)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +128,10 @@ class PersonalData:
     spouse_name: str = ""
     old_id_number: str = ""
     mrz: str = ""
+    nationality_name: str = ""  # CCCD DG13 field 5 as printed ("Việt Nam"); nationality is the MRZ code
+    extra_fields: tuple[ExtraField, ...] = ()
+    #: Per field name (as above): where its value came from. Fields not listed are MISSING.
+    sources: Mapping[str, FieldSource] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return "PersonalData(<redacted>)"

@@ -43,6 +43,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Protocol
 
+from agent.drivers.idcard.dg13 import DG13_HEADERS
+
 CTRL_POWER_OFF = 0x00
 CTRL_POWER_ON = 0x01
 CTRL_RESET = 0x02
@@ -302,6 +304,8 @@ def build_card(args: argparse.Namespace) -> VirtualCard:
         changes["pace"] = tuple(offers)
     if args.no_extended_length:
         changes["extended_length"] = False
+    if args.dg13_header:
+        changes["dg13_header"] = args.dg13_header
     if args.canary:
         # A unique string planted in the holder data, for privacy canary tests.
         base = emrtd.sample_cccd() if args.profile == "cccd" else None
@@ -338,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="offer PACE with this cipher (3DES, AES-128...) and domain parameter id")
     parser.add_argument("--no-extended-length", action="store_true",
                         help="the card refuses extended-length APDUs")
+    parser.add_argument("--dg13-header", choices=DG13_HEADERS, default=None,
+                        help="what DG13 carries ahead of its pairs (default: a version INTEGER)")
     parser.add_argument("--max-wrong-key-attempts", type=int, default=None,
                         help="block the card after this many failed BAC/PACE attempts")
     parser.add_argument("--csca-out", default=None, help="write the test CSCA certificate (DER) here")

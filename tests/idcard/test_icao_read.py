@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from agent.domain.idcard import CanKey, MrzKey, ReadOptions, Verdict
+from agent.domain.idcard import CanKey, FieldSource, MrzKey, ReadOptions, Verdict
 from agent.drivers.idcard.session import read_document
 from agent.drivers.idcard.transport import CardTransport
 from agent.errors import AccessDeniedError, CardRemovedError, InvalidRequestError, NotSupportedError
@@ -45,6 +45,15 @@ async def test_cccd_with_pace_and_mrz_reads_everything() -> None:
     assert p.place_of_residence.startswith("Số 1 Đường Kiểm Thử")
     assert (p.father_name, p.mother_name) == ("Trần Văn Mẫu", "Lê Thị Mẫu")
     assert p.old_id_number == "012345678"
+    assert p.nationality_name == "Việt Nam"
+    assert p.extra_fields == ()
+    dg13_fields = {"id_number", "full_name", "date_of_birth", "sex", "date_of_expiry", "date_of_issue",
+                   "nationality_name", "ethnicity", "religion", "place_of_origin", "place_of_residence",
+                   "identifying_marks", "father_name", "mother_name", "spouse_name", "old_id_number"}
+    assert p.sources == {**{name: FieldSource.DG13 for name in dg13_fields},
+                         **{name: FieldSource.DG1 for name in ("document_type", "issuing_state",
+                                                                "document_number", "nationality", "mrz")}}
+    assert result.verification.data is Verdict.VALID
     assert result.face is not None
     assert result.face.original_mime_type == "image/jpeg"
     assert result.face.jpeg == sample_face("jpeg")[0]
@@ -103,8 +112,10 @@ async def test_passport_with_bac_chip_and_active_authentication() -> None:
     assert result.personal.id_number == "001199012345"
     assert result.data_groups_read == (1, 2, 14, 15)
     assert result.verification == result.verification.__class__(
-        Verdict.VALID, Verdict.VALID, Verdict.VALID, ()
+        Verdict.VALID, Verdict.VALID, Verdict.VALID, (), data=Verdict.NOT_SUPPORTED
     )
+    assert result.personal.sources["full_name"] is FieldSource.DG1
+    assert result.personal.sources["place_of_residence"] is FieldSource.MISSING
 
 
 async def test_chip_authentication_with_3des() -> None:

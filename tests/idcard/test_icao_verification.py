@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from agent.domain.idcard import ReadOptions, Verdict
+from agent.domain.idcard import FieldSource, ReadOptions, Verdict
 from agent.drivers.idcard.session import read_document
 from agent.drivers.idcard.trust_store import TrustStore
 from agent.drivers.idcard.verification import passive_authentication
@@ -237,9 +237,26 @@ async def test_unparsable_dg13_and_face_are_reported_not_fatal() -> None:
     assert result.face is None
     assert result.personal.document_number == "199012345"
     assert result.personal.full_name == "TRAN THI THU NGHIEM"  # from the MRZ
-    assert "DG13 could not be parsed" in result.verification.details
+    assert result.personal.sources["full_name"] is FieldSource.DG1
+    assert result.verification.data is Verdict.INVALID
+    assert "data: DG13 field 2 (full name) holds text that does not decode" in result.verification.details
+    assert "data: DG13 holds no name; the name comes from DG1" in result.verification.details
     assert "DG2 face could not be parsed" in result.verification.details
     assert result.verification.passive is Verdict.VALID  # the issuer signed these very bytes
+
+
+async def test_dg13_without_pairs_is_a_data_verdict_not_a_quiet_fallback() -> None:
+    from agent.drivers.idcard import tlv
+
+    no_pairs = tlv.encode(0x6D, tlv.encode(0x30, tlv.encode(0x02, b"\x01") + tlv.encode(0x06, b"\x88\x37")))
+    result, _, _ = await read_card(sample_cccd(extra_data_groups={13: no_pairs}))
+    assert result.personal.full_name == "TRAN THI THU NGHIEM"
+    assert result.personal.sources["full_name"] is FieldSource.DG1
+    assert result.personal.sources["place_of_residence"] is FieldSource.MISSING
+    assert result.verification.data is Verdict.INVALID
+    assert ("data: DG13 could not be parsed (DG13 holds no (index, value) pairs); fields come from DG1"
+            in result.verification.details)
+    assert result.verification.passive is Verdict.VALID
 
 
 async def test_chip_authentication_runs_before_the_personal_data_is_read() -> None:

@@ -18,7 +18,7 @@ import pytest
 from agent.client import AgentClient
 from agent.drivers.idcard import mrz
 from agent.simulator.emrtd import card_qr_text, sample_cccd
-from agent.simulator.emrtd.profiles import SAMPLE_ID
+from agent.simulator.emrtd.profiles import SAMPLE_DG13, SAMPLE_ID
 from centre.agent.v1 import common_pb2 as cpb
 from centre.agent.v1 import idcard_pb2 as ipb
 from tests.idcard.pcsc_testbed import REPO_ROOT, PcscdPeer, VpcdCardProcess, start_pcsc_agent, wait_for_card
@@ -127,6 +127,36 @@ async def test_a_refused_qr_key_is_permission_denied_with_a_hint(
                                           timeout=60)
     assert ok.personal.id_number == SAMPLE_ID
     assert "15031950" not in agent.log()
+
+
+def test_dg13_with_version_and_oid_ahead_reads_whole_through_the_cli(
+        pcsc_agent: tuple[AgentProcess, Path], vpcd_card: Callable[..., VpcdCardProcess]) -> None:
+    """An emulator card whose DG13 starts with a version INTEGER 1 and an OID (the layout that
+    made the old parser take the version for field 1): every field from DG13, and says so."""
+    agent, csca = pcsc_agent
+    card = vpcd_card("--csca-out", str(csca / "csca.der"), "--dg13-header", "version-oid")
+    wait_for_card(card.reader)
+    device = pcsc_device(agent)
+    out = agent.cli("idcard", "read", "--device", device["id"], "--doc-number", KEY.document_number,
+                    "--birth-date", KEY.date_of_birth, "--expiry-date", KEY.date_of_expiry, "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["full_name"] == SAMPLE_DG13[2]
+    assert result["place_of_residence"] == SAMPLE_DG13[9]
+    assert (result["father_name"], result["mother_name"]) == SAMPLE_DG13[13]
+    assert result["nationality_name"] == "Việt Nam"
+    assert result["nationality"] == "VNM"
+    assert result["extra_fields"] == []
+    sources = result["sources"]
+    for name in ("id_number", "full_name", "date_of_birth", "sex", "date_of_expiry", "date_of_issue",
+                 "place_of_residence", "father_name", "mother_name", "old_id_number"):
+        assert sources[name] == "dg13", name
+    assert sources["document_number"] == "dg1"
+    assert result["verification"]["data"] == "valid"
+    assert result["verification"]["passive"] == "valid"
+    log = agent.log()
+    for secret in (SAMPLE_ID, str(SAMPLE_DG13[2]), str(SAMPLE_DG13[9])):
+        assert secret not in log
 
 
 def test_card_events_reach_a_watching_client(pcsc_agent: tuple[AgentProcess, Path],

@@ -112,6 +112,7 @@ def test_demo_reads_the_simulated_card(agent: RunningAgent, demo_token: str) -> 
     assert result["cardName"] == SAMPLE_DG13[2], result
     assert SIMULATED_ID in result["cardFields"]
     assert "passive: valid" in result["verdicts"]  # the simulator's test CSCA is trusted in --simulate
+    assert "data: valid" in result["verdicts"]  # DG13 decoded whole
     assert "Signed by the agent" in result["attestation"]
     assert result["faceLoaded"] is True
     assert "quality" in result["finger"]

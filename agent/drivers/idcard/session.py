@@ -19,7 +19,6 @@ from agent.domain.idcard import (
     CardRead,
     FaceImage,
     MrzKey,
-    PersonalData,
     QrKey,
     ReadOptions,
     Verdict,
@@ -33,7 +32,8 @@ from agent.drivers.idcard.channel import CardChannel
 from agent.drivers.idcard.chip_auth import chip_authentication
 from agent.drivers.idcard.dg13 import Dg13, parse_dg13
 from agent.drivers.idcard.face import parse_dg2
-from agent.drivers.idcard.mrz import Mrz, parse_yymmdd, validate_key
+from agent.drivers.idcard.holder import data_verdict, personal_data
+from agent.drivers.idcard.mrz import validate_key
 from agent.drivers.idcard.pace import perform_pace
 from agent.drivers.idcard.qr_key import MAX_CANDIDATES
 from agent.drivers.idcard.reading import (
@@ -119,35 +119,6 @@ def choose_pace(infos: SecurityInfos | None) -> PaceInfo | None:
     if not usable:
         return None
     return max(usable, key=lambda p: (p.suite.key_length, p.suite.block_size))
-
-
-def personal_data(mrz: Mrz, dg13: Dg13 | None) -> PersonalData:
-    id_number = ""
-    digits = "".join(ch for ch in mrz.optional_data if ch.isdigit())
-    if mrz.format == "TD1" and len(digits) >= 12:
-        id_number = digits[:12]
-    elif mrz.format == "TD3":
-        id_number = mrz.optional_data
-    sex = {"M": "M", "F": "F"}.get(mrz.sex, "X")
-    data = PersonalData(
-        document_type=mrz.document_code, issuing_state=mrz.issuing_state,
-        document_number=mrz.document_number, id_number=id_number, full_name=mrz.full_name,
-        date_of_birth=parse_yymmdd(mrz.date_of_birth, future=False), sex=sex, nationality=mrz.nationality,
-        date_of_expiry=parse_yymmdd(mrz.date_of_expiry, future=True), mrz=mrz.text,
-    )
-    if dg13 is None:
-        return data
-    return PersonalData(
-        document_type=data.document_type, issuing_state=data.issuing_state,
-        document_number=data.document_number, id_number=dg13.id_number or data.id_number,
-        full_name=dg13.full_name or data.full_name, date_of_birth=dg13.date_of_birth or data.date_of_birth,
-        sex=dg13.sex or data.sex, nationality=data.nationality,
-        date_of_expiry=dg13.date_of_expiry or data.date_of_expiry, date_of_issue=dg13.date_of_issue,
-        ethnicity=dg13.ethnicity, religion=dg13.religion, place_of_origin=dg13.place_of_origin,
-        place_of_residence=dg13.place_of_residence, identifying_marks=dg13.identifying_marks,
-        father_name=dg13.father_name, mother_name=dg13.mother_name, spouse_name=dg13.spouse_name,
-        old_id_number=dg13.old_id_number, mrz=data.mrz,
-    )
 
 
 async def _open(channel: CardChannel, files: FileReader, key: MrzKey | CanKey, pace_info: PaceInfo | None) -> str:
@@ -292,13 +263,16 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
     start_face()
 
     # A DG13 or face the parser cannot read does not hide the rest of the card: the read is
-    # reported with a note (and passive authentication still judges the bytes).
+    # reported with a note and, for DG13, a data verdict (passive authentication still judges
+    # the bytes).
     dg13: Dg13 | None = None
+    dg13_failure: str | None = None
     if dg13_parse is not None:
         try:
             dg13 = (await dg13_parse).get()
-        except DataFormatError:
-            details.append("DG13 could not be parsed")
+        except DataFormatError as exc:
+            dg13_failure = str(exc)  # the parser's messages never carry the data
+    data = data_verdict(13 in com.data_groups, dg13, dg13_failure)
     face: FaceImage | None = None
     if face_read is not None:
         dg2, parsed_face = (await face_read).get()  # a DG2 answer that fails its MAC fails the read
@@ -313,10 +287,12 @@ async def read_document(transport: CardTransport, key: AccessKey, options: ReadO
     details += [f"passive: {d}" for d in passive.details]
     details += [f"active: {d}" for d in active.details]
     details += [f"chip: {d}" for d in chip.details]
+    details += [f"data: {d}" for d in data.details]
     return CardRead(
         personal=personal_data(mrz, dg13),
         face=face,
-        verification=Verification(passive.verdict, active.verdict, chip.verdict, tuple(details)),
+        verification=Verification(passive.verdict, active.verdict, chip.verdict, tuple(details),
+                                  data=data.verdict),
         data_groups_read=tuple(sorted(groups)),
         access_protocol=protocol,
         apdu_count=channel.apdu_count,

@@ -111,7 +111,8 @@ def issue(profile: CardProfile, faults: CardFaults | None = None) -> IssuedCard:
     face, width, height = sample_face(profile.face_format)
     groups[2] = build_dg2(face, width, height, jpeg2000=profile.face_format == "jp2")
     if profile.dg13 is not None:
-        groups[13] = build_dg13(dict(profile.dg13), nested_parents=profile.nested_parents)
+        groups[13] = build_dg13(dict(profile.dg13), nested_parents=profile.nested_parents,
+                                header=profile.dg13_header)
 
     aa_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | None = None
     if profile.active_auth == "rsa":

@@ -43,6 +43,8 @@ class CardProfile:
     can: str = "123456"
     dg13: Mapping[int, str | tuple[str, str]] | None = None
     nested_parents: bool = True
+    #: What DG13 carries ahead of its pairs: "none", "version" or "version-oid" (see build_dg13).
+    dg13_header: str = "version"
     face_format: str = "jpeg"  # "jpeg" or "jp2"
     bac: bool = True
     pace: tuple[PaceOffer, ...] = ()

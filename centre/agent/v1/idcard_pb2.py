@@ -25,37 +25,45 @@ _sym_db = _symbol_database.Default()
 from centre.agent.v1 import common_pb2 as centre_dot_agent_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63\x65ntre/agent/v1/idcard.proto\x12\x0f\x63\x65ntre.agent.v1\x1a\x1c\x63\x65ntre/agent/v1/common.proto\"P\n\x06MrzKey\x12\x17\n\x0f\x64ocument_number\x18\x01 \x01(\t\x12\x15\n\rdate_of_birth\x18\x02 \x01(\t\x12\x16\n\x0e\x64\x61te_of_expiry\x18\x03 \x01(\t\"\xd8\x01\n\x0fReadCardRequest\x12*\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.centre.agent.v1.DeviceRef\x12&\n\x03mrz\x18\x02 \x01(\x0b\x32\x17.centre.agent.v1.MrzKeyH\x00\x12\r\n\x03\x63\x61n\x18\x03 \x01(\tH\x00\x12\x0c\n\x02qr\x18\x08 \x01(\tH\x00\x12\x11\n\tskip_face\x18\x04 \x01(\x08\x12\x11\n\tchallenge\x18\x05 \x01(\x0c\x12\x13\n\x0binclude_raw\x18\x06 \x01(\x08\x12\x12\n\nrequest_id\x18\x07 \x01(\tB\x05\n\x03key\"\x9c\x01\n\x0cVerification\x12)\n\x07passive\x18\x01 \x01(\x0e\x32\x18.centre.agent.v1.Verdict\x12(\n\x06\x61\x63tive\x18\x02 \x01(\x0e\x32\x18.centre.agent.v1.Verdict\x12&\n\x04\x63hip\x18\x03 \x01(\x0e\x32\x18.centre.agent.v1.Verdict\x12\x0f\n\x07\x64\x65tails\x18\x04 \x03(\t\"d\n\tFaceImage\x12\x0c\n\x04jpeg\x18\x01 \x01(\x0c\x12\x1a\n\x12original_mime_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x0e\n\x06sha256\x18\x05 \x01(\t\"\x80\x04\n\x0cPersonalData\x12\x15\n\rdocument_type\x18\x01 \x01(\t\x12\x15\n\rissuing_state\x18\x02 \x01(\t\x12\x17\n\x0f\x64ocument_number\x18\x03 \x01(\t\x12\x11\n\tid_number\x18\x04 \x01(\t\x12\x11\n\tfull_name\x18\x05 \x01(\t\x12,\n\rdate_of_birth\x18\x06 \x01(\x0b\x32\x15.centre.agent.v1.Date\x12\x0b\n\x03sex\x18\x07 \x01(\t\x12\x13\n\x0bnationality\x18\x08 \x01(\t\x12-\n\x0e\x64\x61te_of_expiry\x18\t \x01(\x0b\x32\x15.centre.agent.v1.Date\x12,\n\rdate_of_issue\x18\n \x01(\x0b\x32\x15.centre.agent.v1.Date\x12\x11\n\tethnicity\x18\x0b \x01(\t\x12\x10\n\x08religion\x18\x0c \x01(\t\x12\x17\n\x0fplace_of_origin\x18\r \x01(\t\x12\x1a\n\x12place_of_residence\x18\x0e \x01(\t\x12\x19\n\x11identifying_marks\x18\x0f \x01(\t\x12\x13\n\x0b\x66\x61ther_name\x18\x10 \x01(\t\x12\x13\n\x0bmother_name\x18\x11 \x01(\t\x12\x13\n\x0bspouse_name\x18\x12 \x01(\t\x12\x15\n\rold_id_number\x18\x13 \x01(\t\x12\x0b\n\x03mrz\x18\x14 \x01(\t\"X\n\x0b\x41ttestation\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x11\n\talgorithm\x18\x03 \x01(\t\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\"\xa0\x03\n\x10ReadCardResponse\x12/\n\x08personal\x18\x01 \x01(\x0b\x32\x1d.centre.agent.v1.PersonalData\x12(\n\x04\x66\x61\x63\x65\x18\x02 \x01(\x0b\x32\x1a.centre.agent.v1.FaceImage\x12\x33\n\x0cverification\x18\x03 \x01(\x0b\x32\x1d.centre.agent.v1.Verification\x12\x18\n\x10\x64\x61ta_groups_read\x18\x04 \x03(\r\x12\x17\n\x0f\x61\x63\x63\x65ss_protocol\x18\x05 \x01(\t\x12M\n\x0fraw_data_groups\x18\x06 \x03(\x0b\x32\x34.centre.agent.v1.ReadCardResponse.RawDataGroupsEntry\x12\x31\n\x0b\x61ttestation\x18\x07 \x01(\x0b\x32\x1c.centre.agent.v1.Attestation\x12\x11\n\tdevice_id\x18\x08 \x01(\t\x1a\x34\n\x12RawDataGroupsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"\"\n\x12ParseCardQrRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\"\xce\x01\n\nCardQrData\x12\x11\n\tid_number\x18\x01 \x01(\t\x12\x15\n\rold_id_number\x18\x02 \x01(\t\x12\x11\n\tfull_name\x18\x03 \x01(\t\x12,\n\rdate_of_birth\x18\x04 \x01(\x0b\x32\x15.centre.agent.v1.Date\x12\x0b\n\x03sex\x18\x05 \x01(\t\x12\x1a\n\x12place_of_residence\x18\x06 \x01(\t\x12,\n\rdate_of_issue\x18\x07 \x01(\x0b\x32\x15.centre.agent.v1.Date*\x81\x01\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x11\n\rVERDICT_VALID\x10\x01\x12\x13\n\x0fVERDICT_INVALID\x10\x02\x12\x19\n\x15VERDICT_NOT_SUPPORTED\x10\x03\x12\x1a\n\x16VERDICT_UNKNOWN_ISSUER\x10\x04\x32\xb1\x01\n\rIdCardService\x12O\n\x08ReadCard\x12 .centre.agent.v1.ReadCardRequest\x1a!.centre.agent.v1.ReadCardResponse\x12O\n\x0bParseCardQr\x12#.centre.agent.v1.ParseCardQrRequest\x1a\x1b.centre.agent.v1.CardQrDatab\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63\x65ntre/agent/v1/idcard.proto\x12\x0f\x63\x65ntre.agent.v1\x1a\x1c\x63\x65ntre/agent/v1/common.proto\"P\n\x06MrzKey\x12\x17\n\x0f\x64ocument_number\x18\x01 \x01(\t\x12\x15\n\rdate_of_birth\x18\x02 \x01(\t\x12\x16\n\x0e\x64\x61te_of_expiry\x18\x03 \x01(\t\"\xd8\x01\n\x0fReadCardRequest\x12*\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1a.centre.agent.v1.DeviceRef\x12&\n\x03mrz\x18\x02 \x01(\x0b\x32\x17.centre.agent.v1.MrzKeyH\x00\x12\r\n\x03\x63\x61n\x18\x03 \x01(\tH\x00\x12\x0c\n\x02qr\x18\x08 \x01(\tH\x00\x12\x11\n\tskip_face\x18\x04 \x01(\x08\x12\x11\n\tchallenge\x18\x05 \x01(\x0c\x12\x13\n\x0binclude_raw\x18\x06 \x01(\x08\x12\x12\n\nrequest_id\x18\x07 \x01(\tB\x05\n\x03key\"\xc4\x01\n\x0cVerification\x12)\n\x07passive\x18\x01 \x01(\x0e\x32\x18.centre.agent.v1.Verdict\x12(\n\x06\x61\x63tive\x18\x02 \x01(\x0e\x32\x18.centre.agent.v1.Verdict\x12&\n\x04\x63hip\x18\x03 \x01(\x0e\x32\x18.centre.agent.v1.Verdict\x12\x0f\n\x07\x64\x65tails\x18\x04 \x03(\t\x12&\n\x04\x64\x61ta\x18\x05 \x01(\x0e\x32\x18.centre.agent.v1.Verdict\"+\n\nExtraField\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0e\n\x06values\x18\x02 \x03(\t\"d\n\tFaceImage\x12\x0c\n\x04jpeg\x18\x01 \x01(\x0c\x12\x1a\n\x12original_mime_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x0e\n\x06sha256\x18\x05 \x01(\t\"\xd8\x05\n\x0cPersonalData\x12\x15\n\rdocument_type\x18\x01 \x01(\t\x12\x15\n\rissuing_state\x18\x02 \x01(\t\x12\x17\n\x0f\x64ocument_number\x18\x03 \x01(\t\x12\x11\n\tid_number\x18\x04 \x01(\t\x12\x11\n\tfull_name\x18\x05 \x01(\t\x12,\n\rdate_of_birth\x18\x06 \x01(\x0b\x32\x15.centre.agent.v1.Date\x12\x0b\n\x03sex\x18\x07 \x01(\t\x12\x13\n\x0bnationality\x18\x08 \x01(\t\x12-\n\x0e\x64\x61te_of_expiry\x18\t \x01(\x0b\x32\x15.centre.agent.v1.Date\x12,\n\rdate_of_issue\x18\n \x01(\x0b\x32\x15.centre.agent.v1.Date\x12\x11\n\tethnicity\x18\x0b \x01(\t\x12\x10\n\x08religion\x18\x0c \x01(\t\x12\x17\n\x0fplace_of_origin\x18\r \x01(\t\x12\x1a\n\x12place_of_residence\x18\x0e \x01(\t\x12\x19\n\x11identifying_marks\x18\x0f \x01(\t\x12\x13\n\x0b\x66\x61ther_name\x18\x10 \x01(\t\x12\x13\n\x0bmother_name\x18\x11 \x01(\t\x12\x13\n\x0bspouse_name\x18\x12 \x01(\t\x12\x15\n\rold_id_number\x18\x13 \x01(\t\x12\x0b\n\x03mrz\x18\x14 \x01(\t\x12\x18\n\x10nationality_name\x18\x15 \x01(\t\x12\x31\n\x0c\x65xtra_fields\x18\x16 \x03(\x0b\x32\x1b.centre.agent.v1.ExtraField\x12;\n\x07sources\x18\x17 \x03(\x0b\x32*.centre.agent.v1.PersonalData.SourcesEntry\x1aL\n\x0cSourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0e\x32\x1c.centre.agent.v1.FieldSource:\x02\x38\x01\"X\n\x0b\x41ttestation\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x11\n\talgorithm\x18\x03 \x01(\t\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\"\xa0\x03\n\x10ReadCardResponse\x12/\n\x08personal\x18\x01 \x01(\x0b\x32\x1d.centre.agent.v1.PersonalData\x12(\n\x04\x66\x61\x63\x65\x18\x02 \x01(\x0b\x32\x1a.centre.agent.v1.FaceImage\x12\x33\n\x0cverification\x18\x03 \x01(\x0b\x32\x1d.centre.agent.v1.Verification\x12\x18\n\x10\x64\x61ta_groups_read\x18\x04 \x03(\r\x12\x17\n\x0f\x61\x63\x63\x65ss_protocol\x18\x05 \x01(\t\x12M\n\x0fraw_data_groups\x18\x06 \x03(\x0b\x32\x34.centre.agent.v1.ReadCardResponse.RawDataGroupsEntry\x12\x31\n\x0b\x61ttestation\x18\x07 \x01(\x0b\x32\x1c.centre.agent.v1.Attestation\x12\x11\n\tdevice_id\x18\x08 \x01(\t\x1a\x34\n\x12RawDataGroupsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"\"\n\x12ParseCardQrRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\"\xce\x01\n\nCardQrData\x12\x11\n\tid_number\x18\x01 \x01(\t\x12\x15\n\rold_id_number\x18\x02 \x01(\t\x12\x11\n\tfull_name\x18\x03 \x01(\t\x12,\n\rdate_of_birth\x18\x04 \x01(\x0b\x32\x15.centre.agent.v1.Date\x12\x0b\n\x03sex\x18\x05 \x01(\t\x12\x1a\n\x12place_of_residence\x18\x06 \x01(\t\x12,\n\rdate_of_issue\x18\x07 \x01(\x0b\x32\x15.centre.agent.v1.Date*\x81\x01\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x11\n\rVERDICT_VALID\x10\x01\x12\x13\n\x0fVERDICT_INVALID\x10\x02\x12\x19\n\x15VERDICT_NOT_SUPPORTED\x10\x03\x12\x1a\n\x16VERDICT_UNKNOWN_ISSUER\x10\x04*r\n\x0b\x46ieldSource\x12\x1c\n\x18\x46IELD_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x46IELD_SOURCE_DG13\x10\x01\x12\x14\n\x10\x46IELD_SOURCE_DG1\x10\x02\x12\x18\n\x14\x46IELD_SOURCE_MISSING\x10\x03\x32\xb1\x01\n\rIdCardService\x12O\n\x08ReadCard\x12 .centre.agent.v1.ReadCardRequest\x1a!.centre.agent.v1.ReadCardResponse\x12O\n\x0bParseCardQr\x12#.centre.agent.v1.ParseCardQrRequest\x1a\x1b.centre.agent.v1.CardQrDatab\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'centre.agent.v1.idcard_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PERSONALDATA_SOURCESENTRY']._loaded_options = None
+  _globals['_PERSONALDATA_SOURCESENTRY']._serialized_options = b'8\001'
   _globals['_READCARDRESPONSE_RAWDATAGROUPSENTRY']._loaded_options = None
   _globals['_READCARDRESPONSE_RAWDATAGROUPSENTRY']._serialized_options = b'8\001'
-  _globals['_VERDICT']._serialized_start=1911
-  _globals['_VERDICT']._serialized_end=2040
+  _globals['_VERDICT']._serialized_start=2212
+  _globals['_VERDICT']._serialized_end=2341
+  _globals['_FIELDSOURCE']._serialized_start=2343
+  _globals['_FIELDSOURCE']._serialized_end=2457
   _globals['_MRZKEY']._serialized_start=79
   _globals['_MRZKEY']._serialized_end=159
   _globals['_READCARDREQUEST']._serialized_start=162
   _globals['_READCARDREQUEST']._serialized_end=378
   _globals['_VERIFICATION']._serialized_start=381
-  _globals['_VERIFICATION']._serialized_end=537
-  _globals['_FACEIMAGE']._serialized_start=539
-  _globals['_FACEIMAGE']._serialized_end=639
-  _globals['_PERSONALDATA']._serialized_start=642
-  _globals['_PERSONALDATA']._serialized_end=1154
-  _globals['_ATTESTATION']._serialized_start=1156
-  _globals['_ATTESTATION']._serialized_end=1244
-  _globals['_READCARDRESPONSE']._serialized_start=1247
-  _globals['_READCARDRESPONSE']._serialized_end=1663
-  _globals['_READCARDRESPONSE_RAWDATAGROUPSENTRY']._serialized_start=1611
-  _globals['_READCARDRESPONSE_RAWDATAGROUPSENTRY']._serialized_end=1663
-  _globals['_PARSECARDQRREQUEST']._serialized_start=1665
-  _globals['_PARSECARDQRREQUEST']._serialized_end=1699
-  _globals['_CARDQRDATA']._serialized_start=1702
-  _globals['_CARDQRDATA']._serialized_end=1908
-  _globals['_IDCARDSERVICE']._serialized_start=2043
-  _globals['_IDCARDSERVICE']._serialized_end=2220
+  _globals['_VERIFICATION']._serialized_end=577
+  _globals['_EXTRAFIELD']._serialized_start=579
+  _globals['_EXTRAFIELD']._serialized_end=622
+  _globals['_FACEIMAGE']._serialized_start=624
+  _globals['_FACEIMAGE']._serialized_end=724
+  _globals['_PERSONALDATA']._serialized_start=727
+  _globals['_PERSONALDATA']._serialized_end=1455
+  _globals['_PERSONALDATA_SOURCESENTRY']._serialized_start=1379
+  _globals['_PERSONALDATA_SOURCESENTRY']._serialized_end=1455
+  _globals['_ATTESTATION']._serialized_start=1457
+  _globals['_ATTESTATION']._serialized_end=1545
+  _globals['_READCARDRESPONSE']._serialized_start=1548
+  _globals['_READCARDRESPONSE']._serialized_end=1964
+  _globals['_READCARDRESPONSE_RAWDATAGROUPSENTRY']._serialized_start=1912
+  _globals['_READCARDRESPONSE_RAWDATAGROUPSENTRY']._serialized_end=1964
+  _globals['_PARSECARDQRREQUEST']._serialized_start=1966
+  _globals['_PARSECARDQRREQUEST']._serialized_end=2000
+  _globals['_CARDQRDATA']._serialized_start=2003
+  _globals['_CARDQRDATA']._serialized_end=2209
+  _globals['_IDCARDSERVICE']._serialized_start=2460
+  _globals['_IDCARDSERVICE']._serialized_end=2637
 # @@protoc_insertion_point(module_scope)

@@ -50,6 +50,32 @@ VERDICT_UNKNOWN_ISSUER: Verdict.ValueType  # 4
 """signature fine but no trusted CSCA for the signer"""
 Global___Verdict: _TypeAlias = Verdict  # noqa: Y015
 
+class _FieldSource:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FieldSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FieldSource.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FIELD_SOURCE_UNSPECIFIED: _FieldSource.ValueType  # 0
+    FIELD_SOURCE_DG13: _FieldSource.ValueType  # 1
+    """the CCCD's DG13 (full Vietnamese text)"""
+    FIELD_SOURCE_DG1: _FieldSource.ValueType  # 2
+    """the MRZ in DG1 (upper case, no diacritics, names may be truncated)"""
+    FIELD_SOURCE_MISSING: _FieldSource.ValueType  # 3
+    """neither holds it: the field is empty"""
+
+class FieldSource(_FieldSource, metaclass=_FieldSourceEnumTypeWrapper):
+    """Where a PersonalData field's value came from."""
+
+FIELD_SOURCE_UNSPECIFIED: FieldSource.ValueType  # 0
+FIELD_SOURCE_DG13: FieldSource.ValueType  # 1
+"""the CCCD's DG13 (full Vietnamese text)"""
+FIELD_SOURCE_DG1: FieldSource.ValueType  # 2
+"""the MRZ in DG1 (upper case, no diacritics, names may be truncated)"""
+FIELD_SOURCE_MISSING: FieldSource.ValueType  # 3
+"""neither holds it: the field is empty"""
+Global___FieldSource: _TypeAlias = FieldSource  # noqa: Y015
+
 @_typing.final
 class MrzKey(_message.Message):
     """BAC/PACE key from the machine-readable zone."""
@@ -146,15 +172,22 @@ class Verification(_message.Message):
     ACTIVE_FIELD_NUMBER: _builtins.int
     CHIP_FIELD_NUMBER: _builtins.int
     DETAILS_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
     passive: Global___Verdict.ValueType
     """passive authentication: SOD signature, chain to CSCA, DG hashes"""
     active: Global___Verdict.ValueType
     """active authentication (DG15)"""
     chip: Global___Verdict.ValueType
     """chip authentication (DG14)"""
+    data: Global___Verdict.ValueType
+    """Decoding of the personal data (not authenticity): VALID every personal-data group read
+    was decoded whole; INVALID a DG13 listed but missing, unparseable, without a name or with
+    fields that do not decode (details say why; those fields then come from DG1 or are
+    missing, see PersonalData.sources); NOT_SUPPORTED the document has no DG13 (a passport).
+    """
     @_builtins.property
     def details(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """non-personal notes, e.g. "DG2 hash mismatch" """
+        """non-personal notes, e.g. "DG2 hash mismatch", "data: DG13 holds no name" """
 
     def __init__(
         self,
@@ -163,14 +196,43 @@ class Verification(_message.Message):
         active: Global___Verdict.ValueType = ...,
         chip: Global___Verdict.ValueType = ...,
         details: _abc.Iterable[_builtins.str] | None = ...,
+        data: Global___Verdict.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "chip", b"chip", "details", b"details", "passive", b"passive"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "chip", b"chip", "data", b"data", "details", b"details", "passive", b"passive"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Verification: _TypeAlias = Verification  # noqa: Y015
+
+@_typing.final
+class ExtraField(_message.Message):
+    """A DG13 (index, value) pair the agent does not map to a named field, as the card holds it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """DG13 index"""
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """its strings, in order (NFC)"""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        values: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExtraField: _TypeAlias = ExtraField  # noqa: Y015
 
 @_typing.final
 class FaceImage(_message.Message):
@@ -216,6 +278,26 @@ class PersonalData(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class SourcesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: Global___FieldSource.ValueType
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___FieldSource.ValueType = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     DOCUMENT_TYPE_FIELD_NUMBER: _builtins.int
     ISSUING_STATE_FIELD_NUMBER: _builtins.int
     DOCUMENT_NUMBER_FIELD_NUMBER: _builtins.int
@@ -236,6 +318,9 @@ class PersonalData(_message.Message):
     SPOUSE_NAME_FIELD_NUMBER: _builtins.int
     OLD_ID_NUMBER_FIELD_NUMBER: _builtins.int
     MRZ_FIELD_NUMBER: _builtins.int
+    NATIONALITY_NAME_FIELD_NUMBER: _builtins.int
+    EXTRA_FIELDS_FIELD_NUMBER: _builtins.int
+    SOURCES_FIELD_NUMBER: _builtins.int
     document_type: _builtins.str
     """MRZ document code, e.g. "ID", "P" """
     issuing_state: _builtins.str
@@ -267,9 +352,11 @@ class PersonalData(_message.Message):
     spouse_name: _builtins.str
     """CCCD DG13 field 14"""
     old_id_number: _builtins.str
-    """CCCD DG13 field 15"""
+    """CCCD DG13 field 15, or 16 on cards that carry it there"""
     mrz: _builtins.str
     """the MRZ text"""
+    nationality_name: _builtins.str
+    """CCCD DG13 field 5 as printed ("Việt Nam"); nationality is the MRZ code"""
     @_builtins.property
     def date_of_birth(self) -> _common_pb2.Date:
         """may have only a year for partial dates"""
@@ -281,6 +368,16 @@ class PersonalData(_message.Message):
     @_builtins.property
     def date_of_issue(self) -> _common_pb2.Date:
         """issue date (CCCD DG13)"""
+
+    @_builtins.property
+    def extra_fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExtraField]:
+        """DG13 pairs not mapped above (unknown indexes, the spare of 15/16)"""
+
+    @_builtins.property
+    def sources(self) -> _containers.ScalarMap[_builtins.str, Global___FieldSource.ValueType]:
+        """Per field of this message, by its name ("full_name", "date_of_birth"...): where the value
+        came from. Every field above is listed.
+        """
 
     def __init__(
         self,
@@ -305,10 +402,13 @@ class PersonalData(_message.Message):
         spouse_name: _builtins.str = ...,
         old_id_number: _builtins.str = ...,
         mrz: _builtins.str = ...,
+        nationality_name: _builtins.str = ...,
+        extra_fields: _abc.Iterable[Global___ExtraField] | None = ...,
+        sources: _abc.Mapping[_builtins.str, Global___FieldSource.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["date_of_birth", b"date_of_birth", "date_of_expiry", b"date_of_expiry", "date_of_issue", b"date_of_issue"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["date_of_birth", b"date_of_birth", "date_of_expiry", b"date_of_expiry", "date_of_issue", b"date_of_issue", "document_number", b"document_number", "document_type", b"document_type", "ethnicity", b"ethnicity", "father_name", b"father_name", "full_name", b"full_name", "id_number", b"id_number", "identifying_marks", b"identifying_marks", "issuing_state", b"issuing_state", "mother_name", b"mother_name", "mrz", b"mrz", "nationality", b"nationality", "old_id_number", b"old_id_number", "place_of_origin", b"place_of_origin", "place_of_residence", b"place_of_residence", "religion", b"religion", "sex", b"sex", "spouse_name", b"spouse_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date_of_birth", b"date_of_birth", "date_of_expiry", b"date_of_expiry", "date_of_issue", b"date_of_issue", "document_number", b"document_number", "document_type", b"document_type", "ethnicity", b"ethnicity", "extra_fields", b"extra_fields", "father_name", b"father_name", "full_name", b"full_name", "id_number", b"id_number", "identifying_marks", b"identifying_marks", "issuing_state", b"issuing_state", "mother_name", b"mother_name", "mrz", b"mrz", "nationality", b"nationality", "nationality_name", b"nationality_name", "old_id_number", b"old_id_number", "place_of_origin", b"place_of_origin", "place_of_residence", b"place_of_residence", "religion", b"religion", "sex", b"sex", "sources", b"sources", "spouse_name", b"spouse_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -95,7 +95,7 @@ function wire(agent: Agent): void {
         return [dt, dd];
       }));
       const v = card.verification;
-      $("card-verdicts").replaceChildren(...(["passive", "active", "chip"] as const).map((k) => {
+      $("card-verdicts").replaceChildren(...(["passive", "active", "chip", "data"] as const).map((k) => {
         const span = document.createElement("span");
         const value = v ? verdict(v[k]) : "unspecified";
         span.className = `verdict-${value}`;

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file centre/agent/v1/idcard.proto.
  */
 export const file_centre_agent_v1_idcard: GenFile = /*@__PURE__*/
-  fileDesc("ChxjZW50cmUvYWdlbnQvdjEvaWRjYXJkLnByb3RvEg9jZW50cmUuYWdlbnQudjEiUAoGTXJ6S2V5EhcKD2RvY3VtZW50X251bWJlchgBIAEoCRIVCg1kYXRlX29mX2JpcnRoGAIgASgJEhYKDmRhdGVfb2ZfZXhwaXJ5GAMgASgJItgBCg9SZWFkQ2FyZFJlcXVlc3QSKgoGZGV2aWNlGAEgASgLMhouY2VudHJlLmFnZW50LnYxLkRldmljZVJlZhImCgNtcnoYAiABKAsyFy5jZW50cmUuYWdlbnQudjEuTXJ6S2V5SAASDQoDY2FuGAMgASgJSAASDAoCcXIYCCABKAlIABIRCglza2lwX2ZhY2UYBCABKAgSEQoJY2hhbGxlbmdlGAUgASgMEhMKC2luY2x1ZGVfcmF3GAYgASgIEhIKCnJlcXVlc3RfaWQYByABKAlCBQoDa2V5IpwBCgxWZXJpZmljYXRpb24SKQoHcGFzc2l2ZRgBIAEoDjIYLmNlbnRyZS5hZ2VudC52MS5WZXJkaWN0EigKBmFjdGl2ZRgCIAEoDjIYLmNlbnRyZS5hZ2VudC52MS5WZXJkaWN0EiYKBGNoaXAYAyABKA4yGC5jZW50cmUuYWdlbnQudjEuVmVyZGljdBIPCgdkZXRhaWxzGAQgAygJImQKCUZhY2VJbWFnZRIMCgRqcGVnGAEgASgMEhoKEm9yaWdpbmFsX21pbWVfdHlwZRgCIAEoCRINCgV3aWR0aBgDIAEoDRIOCgZoZWlnaHQYBCABKA0SDgoGc2hhMjU2GAUgASgJIoAECgxQZXJzb25hbERhdGESFQoNZG9jdW1lbnRfdHlwZRgBIAEoCRIVCg1pc3N1aW5nX3N0YXRlGAIgASgJEhcKD2RvY3VtZW50X251bWJlchgDIAEoCRIRCglpZF9udW1iZXIYBCABKAkSEQoJZnVsbF9uYW1lGAUgASgJEiwKDWRhdGVfb2ZfYmlydGgYBiABKAsyFS5jZW50cmUuYWdlbnQudjEuRGF0ZRILCgNzZXgYByABKAkSEwoLbmF0aW9uYWxpdHkYCCABKAkSLQoOZGF0ZV9vZl9leHBpcnkYCSABKAsyFS5jZW50cmUuYWdlbnQudjEuRGF0ZRIsCg1kYXRlX29mX2lzc3VlGAogASgLMhUuY2VudHJlLmFnZW50LnYxLkRhdGUSEQoJZXRobmljaXR5GAsgASgJEhAKCHJlbGlnaW9uGAwgASgJEhcKD3BsYWNlX29mX29yaWdpbhgNIAEoCRIaChJwbGFjZV9vZl9yZXNpZGVuY2UYDiABKAkSGQoRaWRlbnRpZnlpbmdfbWFya3MYDyABKAkSEwoLZmF0aGVyX25hbWUYECABKAkSEwoLbW90aGVyX25hbWUYESABKAkSEwoLc3BvdXNlX25hbWUYEiABKAkSFQoNb2xkX2lkX251bWJlchgTIAEoCRILCgNtcnoYFCABKAkiWAoLQXR0ZXN0YXRpb24SDwoHcGF5bG9hZBgBIAEoDBIRCglzaWduYXR1cmUYAiABKAwSEQoJYWxnb3JpdGhtGAMgASgJEhIKCnB1YmxpY19rZXkYBCABKAwioAMKEFJlYWRDYXJkUmVzcG9uc2USLwoIcGVyc29uYWwYASABKAsyHS5jZW50cmUuYWdlbnQudjEuUGVyc29uYWxEYXRhEigKBGZhY2UYAiABKAsyGi5jZW50cmUuYWdlbnQudjEuRmFjZUltYWdlEjMKDHZlcmlmaWNhdGlvbhgDIAEoCzIdLmNlbnRyZS5hZ2VudC52MS5WZXJpZmljYXRpb24SGAoQZGF0YV9ncm91cHNfcmVhZBgEIAMoDRIXCg9hY2Nlc3NfcHJvdG9jb2wYBSABKAkSTQoPcmF3X2RhdGFfZ3JvdXBzGAYgAygLMjQuY2VudHJlLmFnZW50LnYxLlJlYWRDYXJkUmVzcG9uc2UuUmF3RGF0YUdyb3Vwc0VudHJ5EjEKC2F0dGVzdGF0aW9uGAcgASgLMhwuY2VudHJlLmFnZW50LnYxLkF0dGVzdGF0aW9uEhEKCWRldmljZV9pZBgIIAEoCRo0ChJSYXdEYXRhR3JvdXBzRW50cnkSCwoDa2V5GAEgASgNEg0KBXZhbHVlGAIgASgMOgI4ASIiChJQYXJzZUNhcmRRclJlcXVlc3QSDAoEdGV4dBgBIAEoCSLOAQoKQ2FyZFFyRGF0YRIRCglpZF9udW1iZXIYASABKAkSFQoNb2xkX2lkX251bWJlchgCIAEoCRIRCglmdWxsX25hbWUYAyABKAkSLAoNZGF0ZV9vZl9iaXJ0aBgEIAEoCzIVLmNlbnRyZS5hZ2VudC52MS5EYXRlEgsKA3NleBgFIAEoCRIaChJwbGFjZV9vZl9yZXNpZGVuY2UYBiABKAkSLAoNZGF0ZV9vZl9pc3N1ZRgHIAEoCzIVLmNlbnRyZS5hZ2VudC52MS5EYXRlKoEBCgdWZXJkaWN0EhcKE1ZFUkRJQ1RfVU5TUEVDSUZJRUQQABIRCg1WRVJESUNUX1ZBTElEEAESEwoPVkVSRElDVF9JTlZBTElEEAISGQoVVkVSRElDVF9OT1RfU1VQUE9SVEVEEAMSGgoWVkVSRElDVF9VTktOT1dOX0lTU1VFUhAEMrEBCg1JZENhcmRTZXJ2aWNlEk8KCFJlYWRDYXJkEiAuY2VudHJlLmFnZW50LnYxLlJlYWRDYXJkUmVxdWVzdBohLmNlbnRyZS5hZ2VudC52MS5SZWFkQ2FyZFJlc3BvbnNlEk8KC1BhcnNlQ2FyZFFyEiMuY2VudHJlLmFnZW50LnYxLlBhcnNlQ2FyZFFyUmVxdWVzdBobLmNlbnRyZS5hZ2VudC52MS5DYXJkUXJEYXRhYgZwcm90bzM", [file_centre_agent_v1_common]);
+  fileDesc("ChxjZW50cmUvYWdlbnQvdjEvaWRjYXJkLnByb3RvEg9jZW50cmUuYWdlbnQudjEiUAoGTXJ6S2V5EhcKD2RvY3VtZW50X251bWJlchgBIAEoCRIVCg1kYXRlX29mX2JpcnRoGAIgASgJEhYKDmRhdGVfb2ZfZXhwaXJ5GAMgASgJItgBCg9SZWFkQ2FyZFJlcXVlc3QSKgoGZGV2aWNlGAEgASgLMhouY2VudHJlLmFnZW50LnYxLkRldmljZVJlZhImCgNtcnoYAiABKAsyFy5jZW50cmUuYWdlbnQudjEuTXJ6S2V5SAASDQoDY2FuGAMgASgJSAASDAoCcXIYCCABKAlIABIRCglza2lwX2ZhY2UYBCABKAgSEQoJY2hhbGxlbmdlGAUgASgMEhMKC2luY2x1ZGVfcmF3GAYgASgIEhIKCnJlcXVlc3RfaWQYByABKAlCBQoDa2V5IsQBCgxWZXJpZmljYXRpb24SKQoHcGFzc2l2ZRgBIAEoDjIYLmNlbnRyZS5hZ2VudC52MS5WZXJkaWN0EigKBmFjdGl2ZRgCIAEoDjIYLmNlbnRyZS5hZ2VudC52MS5WZXJkaWN0EiYKBGNoaXAYAyABKA4yGC5jZW50cmUuYWdlbnQudjEuVmVyZGljdBIPCgdkZXRhaWxzGAQgAygJEiYKBGRhdGEYBSABKA4yGC5jZW50cmUuYWdlbnQudjEuVmVyZGljdCIrCgpFeHRyYUZpZWxkEg0KBWluZGV4GAEgASgNEg4KBnZhbHVlcxgCIAMoCSJkCglGYWNlSW1hZ2USDAoEanBlZxgBIAEoDBIaChJvcmlnaW5hbF9taW1lX3R5cGUYAiABKAkSDQoFd2lkdGgYAyABKA0SDgoGaGVpZ2h0GAQgASgNEg4KBnNoYTI1NhgFIAEoCSLYBQoMUGVyc29uYWxEYXRhEhUKDWRvY3VtZW50X3R5cGUYASABKAkSFQoNaXNzdWluZ19zdGF0ZRgCIAEoCRIXCg9kb2N1bWVudF9udW1iZXIYAyABKAkSEQoJaWRfbnVtYmVyGAQgASgJEhEKCWZ1bGxfbmFtZRgFIAEoCRIsCg1kYXRlX29mX2JpcnRoGAYgASgLMhUuY2VudHJlLmFnZW50LnYxLkRhdGUSCwoDc2V4GAcgASgJEhMKC25hdGlvbmFsaXR5GAggASgJEi0KDmRhdGVfb2ZfZXhwaXJ5GAkgASgLMhUuY2VudHJlLmFnZW50LnYxLkRhdGUSLAoNZGF0ZV9vZl9pc3N1ZRgKIAEoCzIVLmNlbnRyZS5hZ2VudC52MS5EYXRlEhEKCWV0aG5pY2l0eRgLIAEoCRIQCghyZWxpZ2lvbhgMIAEoCRIXCg9wbGFjZV9vZl9vcmlnaW4YDSABKAkSGgoScGxhY2Vfb2ZfcmVzaWRlbmNlGA4gASgJEhkKEWlkZW50aWZ5aW5nX21hcmtzGA8gASgJEhMKC2ZhdGhlcl9uYW1lGBAgASgJEhMKC21vdGhlcl9uYW1lGBEgASgJEhMKC3Nwb3VzZV9uYW1lGBIgASgJEhUKDW9sZF9pZF9udW1iZXIYEyABKAkSCwoDbXJ6GBQgASgJEhgKEG5hdGlvbmFsaXR5X25hbWUYFSABKAkSMQoMZXh0cmFfZmllbGRzGBYgAygLMhsuY2VudHJlLmFnZW50LnYxLkV4dHJhRmllbGQSOwoHc291cmNlcxgXIAMoCzIqLmNlbnRyZS5hZ2VudC52MS5QZXJzb25hbERhdGEuU291cmNlc0VudHJ5GkwKDFNvdXJjZXNFbnRyeRILCgNrZXkYASABKAkSKwoFdmFsdWUYAiABKA4yHC5jZW50cmUuYWdlbnQudjEuRmllbGRTb3VyY2U6AjgBIlgKC0F0dGVzdGF0aW9uEg8KB3BheWxvYWQYASABKAwSEQoJc2lnbmF0dXJlGAIgASgMEhEKCWFsZ29yaXRobRgDIAEoCRISCgpwdWJsaWNfa2V5GAQgASgMIqADChBSZWFkQ2FyZFJlc3BvbnNlEi8KCHBlcnNvbmFsGAEgASgLMh0uY2VudHJlLmFnZW50LnYxLlBlcnNvbmFsRGF0YRIoCgRmYWNlGAIgASgLMhouY2VudHJlLmFnZW50LnYxLkZhY2VJbWFnZRIzCgx2ZXJpZmljYXRpb24YAyABKAsyHS5jZW50cmUuYWdlbnQudjEuVmVyaWZpY2F0aW9uEhgKEGRhdGFfZ3JvdXBzX3JlYWQYBCADKA0SFwoPYWNjZXNzX3Byb3RvY29sGAUgASgJEk0KD3Jhd19kYXRhX2dyb3VwcxgGIAMoCzI0LmNlbnRyZS5hZ2VudC52MS5SZWFkQ2FyZFJlc3BvbnNlLlJhd0RhdGFHcm91cHNFbnRyeRIxCgthdHRlc3RhdGlvbhgHIAEoCzIcLmNlbnRyZS5hZ2VudC52MS5BdHRlc3RhdGlvbhIRCglkZXZpY2VfaWQYCCABKAkaNAoSUmF3RGF0YUdyb3Vwc0VudHJ5EgsKA2tleRgBIAEoDRINCgV2YWx1ZRgCIAEoDDoCOAEiIgoSUGFyc2VDYXJkUXJSZXF1ZXN0EgwKBHRleHQYASABKAkizgEKCkNhcmRRckRhdGESEQoJaWRfbnVtYmVyGAEgASgJEhUKDW9sZF9pZF9udW1iZXIYAiABKAkSEQoJZnVsbF9uYW1lGAMgASgJEiwKDWRhdGVfb2ZfYmlydGgYBCABKAsyFS5jZW50cmUuYWdlbnQudjEuRGF0ZRILCgNzZXgYBSABKAkSGgoScGxhY2Vfb2ZfcmVzaWRlbmNlGAYgASgJEiwKDWRhdGVfb2ZfaXNzdWUYByABKAsyFS5jZW50cmUuYWdlbnQudjEuRGF0ZSqBAQoHVmVyZGljdBIXChNWRVJESUNUX1VOU1BFQ0lGSUVEEAASEQoNVkVSRElDVF9WQUxJRBABEhMKD1ZFUkRJQ1RfSU5WQUxJRBACEhkKFVZFUkRJQ1RfTk9UX1NVUFBPUlRFRBADEhoKFlZFUkRJQ1RfVU5LTk9XTl9JU1NVRVIQBCpyCgtGaWVsZFNvdXJjZRIcChhGSUVMRF9TT1VSQ0VfVU5TUEVDSUZJRUQQABIVChFGSUVMRF9TT1VSQ0VfREcxMxABEhQKEEZJRUxEX1NPVVJDRV9ERzEQAhIYChRGSUVMRF9TT1VSQ0VfTUlTU0lORxADMrEBCg1JZENhcmRTZXJ2aWNlEk8KCFJlYWRDYXJkEiAuY2VudHJlLmFnZW50LnYxLlJlYWRDYXJkUmVxdWVzdBohLmNlbnRyZS5hZ2VudC52MS5SZWFkQ2FyZFJlc3BvbnNlEk8KC1BhcnNlQ2FyZFFyEiMuY2VudHJlLmFnZW50LnYxLlBhcnNlQ2FyZFFyUmVxdWVzdBobLmNlbnRyZS5hZ2VudC52MS5DYXJkUXJEYXRhYgZwcm90bzM", [file_centre_agent_v1_common]);
 
 /**
  * BAC/PACE key from the machine-readable zone.
@@ -156,11 +156,21 @@ export type Verification = Message<"centre.agent.v1.Verification"> & {
   chip: Verdict;
 
   /**
-   * non-personal notes, e.g. "DG2 hash mismatch"
+   * non-personal notes, e.g. "DG2 hash mismatch", "data: DG13 holds no name"
    *
    * @generated from field: repeated string details = 4;
    */
   details: string[];
+
+  /**
+   * Decoding of the personal data (not authenticity): VALID every personal-data group read
+   * was decoded whole; INVALID a DG13 listed but missing, unparseable, without a name or with
+   * fields that do not decode (details say why; those fields then come from DG1 or are
+   * missing, see PersonalData.sources); NOT_SUPPORTED the document has no DG13 (a passport).
+   *
+   * @generated from field: centre.agent.v1.Verdict data = 5;
+   */
+  data: Verdict;
 };
 
 /**
@@ -169,6 +179,34 @@ export type Verification = Message<"centre.agent.v1.Verification"> & {
  */
 export const VerificationSchema: GenMessage<Verification> = /*@__PURE__*/
   messageDesc(file_centre_agent_v1_idcard, 2);
+
+/**
+ * A DG13 (index, value) pair the agent does not map to a named field, as the card holds it.
+ *
+ * @generated from message centre.agent.v1.ExtraField
+ */
+export type ExtraField = Message<"centre.agent.v1.ExtraField"> & {
+  /**
+   * DG13 index
+   *
+   * @generated from field: uint32 index = 1;
+   */
+  index: number;
+
+  /**
+   * its strings, in order (NFC)
+   *
+   * @generated from field: repeated string values = 2;
+   */
+  values: string[];
+};
+
+/**
+ * Describes the message centre.agent.v1.ExtraField.
+ * Use `create(ExtraFieldSchema)` to create a new message.
+ */
+export const ExtraFieldSchema: GenMessage<ExtraField> = /*@__PURE__*/
+  messageDesc(file_centre_agent_v1_idcard, 3);
 
 /**
  * The holder's face from DG2, always as JPEG.
@@ -217,7 +255,7 @@ export type FaceImage = Message<"centre.agent.v1.FaceImage"> & {
  * Use `create(FaceImageSchema)` to create a new message.
  */
 export const FaceImageSchema: GenMessage<FaceImage> = /*@__PURE__*/
-  messageDesc(file_centre_agent_v1_idcard, 3);
+  messageDesc(file_centre_agent_v1_idcard, 4);
 
 /**
  * Holder data from DG1 and (CCCD) DG13.
@@ -352,7 +390,7 @@ export type PersonalData = Message<"centre.agent.v1.PersonalData"> & {
   spouseName: string;
 
   /**
-   * CCCD DG13 field 15
+   * CCCD DG13 field 15, or 16 on cards that carry it there
    *
    * @generated from field: string old_id_number = 19;
    */
@@ -364,6 +402,28 @@ export type PersonalData = Message<"centre.agent.v1.PersonalData"> & {
    * @generated from field: string mrz = 20;
    */
   mrz: string;
+
+  /**
+   * CCCD DG13 field 5 as printed ("Việt Nam"); nationality is the MRZ code
+   *
+   * @generated from field: string nationality_name = 21;
+   */
+  nationalityName: string;
+
+  /**
+   * DG13 pairs not mapped above (unknown indexes, the spare of 15/16)
+   *
+   * @generated from field: repeated centre.agent.v1.ExtraField extra_fields = 22;
+   */
+  extraFields: ExtraField[];
+
+  /**
+   * Per field of this message, by its name ("full_name", "date_of_birth"...): where the value
+   * came from. Every field above is listed.
+   *
+   * @generated from field: map<string, centre.agent.v1.FieldSource> sources = 23;
+   */
+  sources: { [key: string]: FieldSource };
 };
 
 /**
@@ -371,7 +431,7 @@ export type PersonalData = Message<"centre.agent.v1.PersonalData"> & {
  * Use `create(PersonalDataSchema)` to create a new message.
  */
 export const PersonalDataSchema: GenMessage<PersonalData> = /*@__PURE__*/
-  messageDesc(file_centre_agent_v1_idcard, 4);
+  messageDesc(file_centre_agent_v1_idcard, 5);
 
 /**
  * A signature binding a read to this agent, the caller's origin and nonce, and the time.
@@ -413,7 +473,7 @@ export type Attestation = Message<"centre.agent.v1.Attestation"> & {
  * Use `create(AttestationSchema)` to create a new message.
  */
 export const AttestationSchema: GenMessage<Attestation> = /*@__PURE__*/
-  messageDesc(file_centre_agent_v1_idcard, 5);
+  messageDesc(file_centre_agent_v1_idcard, 6);
 
 /**
  * @generated from message centre.agent.v1.ReadCardResponse
@@ -481,7 +541,7 @@ export type ReadCardResponse = Message<"centre.agent.v1.ReadCardResponse"> & {
  * Use `create(ReadCardResponseSchema)` to create a new message.
  */
 export const ReadCardResponseSchema: GenMessage<ReadCardResponse> = /*@__PURE__*/
-  messageDesc(file_centre_agent_v1_idcard, 6);
+  messageDesc(file_centre_agent_v1_idcard, 7);
 
 /**
  * @generated from message centre.agent.v1.ParseCardQrRequest
@@ -500,7 +560,7 @@ export type ParseCardQrRequest = Message<"centre.agent.v1.ParseCardQrRequest"> &
  * Use `create(ParseCardQrRequestSchema)` to create a new message.
  */
 export const ParseCardQrRequestSchema: GenMessage<ParseCardQrRequest> = /*@__PURE__*/
-  messageDesc(file_centre_agent_v1_idcard, 7);
+  messageDesc(file_centre_agent_v1_idcard, 8);
 
 /**
  * Fields of the QR code on a CCCD's face.
@@ -563,7 +623,7 @@ export type CardQrData = Message<"centre.agent.v1.CardQrData"> & {
  * Use `create(CardQrDataSchema)` to create a new message.
  */
 export const CardQrDataSchema: GenMessage<CardQrData> = /*@__PURE__*/
-  messageDesc(file_centre_agent_v1_idcard, 8);
+  messageDesc(file_centre_agent_v1_idcard, 9);
 
 /**
  * Verdict of one authenticity check.
@@ -610,6 +670,45 @@ export enum Verdict {
  */
 export const VerdictSchema: GenEnum<Verdict> = /*@__PURE__*/
   enumDesc(file_centre_agent_v1_idcard, 0);
+
+/**
+ * Where a PersonalData field's value came from.
+ *
+ * @generated from enum centre.agent.v1.FieldSource
+ */
+export enum FieldSource {
+  /**
+   * @generated from enum value: FIELD_SOURCE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * the CCCD's DG13 (full Vietnamese text)
+   *
+   * @generated from enum value: FIELD_SOURCE_DG13 = 1;
+   */
+  DG13 = 1,
+
+  /**
+   * the MRZ in DG1 (upper case, no diacritics, names may be truncated)
+   *
+   * @generated from enum value: FIELD_SOURCE_DG1 = 2;
+   */
+  DG1 = 2,
+
+  /**
+   * neither holds it: the field is empty
+   *
+   * @generated from enum value: FIELD_SOURCE_MISSING = 3;
+   */
+  MISSING = 3,
+}
+
+/**
+ * Describes the enum centre.agent.v1.FieldSource.
+ */
+export const FieldSourceSchema: GenEnum<FieldSource> = /*@__PURE__*/
+  enumDesc(file_centre_agent_v1_idcard, 1);
 
 /**
  * Reads and verifies chip ID cards. Card insert/remove events arrive on DeviceService.WatchEvents.
