@@ -8,6 +8,7 @@ import os
 import signal
 from dataclasses import dataclass, field
 
+from agent import stop_signals
 from agent.api.attestation import Attestor
 from agent.api.connect_server import ConnectServer
 from agent.api.grpc_server import GrpcServer, ServiceCore
@@ -120,8 +121,7 @@ async def run_agent(config: AgentConfig, simulate: bool = False) -> None:
     agent = await start_agent(config, simulate)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop_signals.install(loop, {signal.SIGTERM: stop.set, signal.SIGINT: stop.set})
     # machine-readable readiness line for supervisors and tests
     print(f"centre-agent ready pid={os.getpid()} " + " ".join(f"{k}={v}" for k, v in agent.listen.items()),
           flush=True)
@@ -130,4 +130,7 @@ async def run_agent(config: AgentConfig, simulate: bool = False) -> None:
             await stop.wait()
     finally:
         log.info("stopping")
-        await agent.stop()
+        try:
+            await agent.stop()
+        finally:
+            stop_signals.uninstall()

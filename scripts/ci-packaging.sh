@@ -6,7 +6,10 @@
 #      gateway run as their units would run them, the agent answering on /run/centre-agent/agent.sock;
 #      then the README's provisioning: the installed gateway with [identity] on, a centre and a token
 #      from its CLI with no --config, `centre-agent enroll` as root, the agent run as centre-agent
-#      like its unit until it reports over mTLS: packaging/checks/enrol_flow.py)
+#      like its unit until it reports over mTLS: packaging/checks/enrol_flow.py; and the installed
+#      agent with its own, unedited config finding real peers (a vpcd reader in a private pcscd, the
+#      SANE test backend, ippeveprinter over mDNS), all in a network namespace with only lo, checked
+#      with `centre-agent devices --json` and `centre-agent doctor`: packaging/checks/real_peers.py)
 #   3. upgrade in place: state in /var/lib and a locally edited conffile survive
 #   4. dpkg -r: code gone, data and config kept; dpkg --purge: nothing left, users gone
 # REUSE_DEBS=1 skips the build when both .debs are already in packaging/debian/out.
@@ -54,6 +57,8 @@ then
     fail "installed-package checks (output above)"
 fi
 tail -1 "$OUT/installed-checks.log"
+echo "  the installed doctor against the real peers (packaging/checks/real_peers.py):"
+sed 's/^/    /' "$OUT/real-peers-doctor.txt"
 for p in "${PACKAGES[@]}"; do
     systemd-analyze security --offline=yes --no-pager "/lib/systemd/system/$p.service" | tail -1
 done

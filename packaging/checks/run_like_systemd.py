@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Start an installed daemon the way its systemd unit does, and supervise it like systemd would.
 
-    run_like_systemd.py --user USER --runtime-dir DIR [--client CMD] [--client-timeout S] -- PROGRAM ARGS...
+    run_like_systemd.py --user USER --runtime-dir DIR [--setenv NAME=VALUE]... [--client CMD]
+                        [--client-timeout S] -- PROGRAM ARGS...
 
 Creates the unit's RuntimeDirectory= (owned by USER, 0750; taken over if it exists, as
 systemd does), runs PROGRAM as USER with NOTIFY_SOCKET (an abstract socket this script
 owns) and WATCHDOG_USEC/WATCHDOG_PID set, waits for READY=1 and two watchdog pings, runs
 the optional client command (a shell line, as root), sends SIGTERM, and expects
 STOPPING=1 and exit status 0. Prints what it saw as JSON; exits non-zero on any
-deviation. Used by scripts/ci-packaging.sh (no systemd
+deviation. ``--setenv`` adds to PROGRAM's environment, like the unit's Environment= (the
+real-peer check points libpcsclite and libsane at its test bed with it). Used by scripts/ci-packaging.sh (no systemd
 runs on the CI machine).
 """
 
@@ -32,6 +34,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--user", required=True)
     parser.add_argument("--runtime-dir", required=True)
+    parser.add_argument("--setenv", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--client", default="")
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--client-timeout", type=float, default=60.0)
@@ -50,6 +53,11 @@ def main() -> int:
     sock.settimeout(0.2)
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "NOTIFY_SOCKET": "@" + name,
            "WATCHDOG_USEC": str(WATCHDOG_USEC), "PYTHONDONTWRITEBYTECODE": "1"}
+    for assignment in args.setenv:
+        name, sep, value = assignment.partition("=")
+        if not sep or not name:
+            parser.error(f"--setenv {assignment!r}: expected NAME=VALUE")
+        env[name] = value
     seen: dict[str, object] = {"messages": []}
     messages: list[dict[str, str]] = seen["messages"]  # type: ignore[assignment]
     proc = subprocess.Popen(["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--init-groups",

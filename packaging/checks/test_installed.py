@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -189,6 +190,69 @@ def test_agent_runs_like_its_unit_and_answers_on_its_socket() -> None:
     devices = json.loads("\n".join(lines[:-1]))
     assert {d["family"] for d in devices} == {"idcard", "fingerprint", "scanner", "printer", "barcode"}
     assert lines[-1] == "centre-agent:centre-agent 660"
+
+
+def _doctor_lines(run: dict[str, Any], transcript: Path) -> list[str]:
+    """The doctor's output lines; the whole run is added to ``transcript`` (scripts/ci-packaging.sh shows it)."""
+    doctor = run["doctor"]
+    with transcript.open("a") as f:
+        f.write(f"$ {doctor['command']}\n{doctor['stderr']}{doctor['stdout']}(exit status {doctor['returncode']})\n")
+    return list(doctor["stdout"].splitlines())
+
+
+def test_installed_agent_finds_the_real_peers_with_its_own_config() -> None:
+    """The installed package on a PC with pcscd and a reader, a SANE scanner and an IPP printer, with no
+    config edit: a vpcd reader holding the emulated CCCD, the SANE test backend, ippeveprinter announced
+    by avahi. All of it, the agent included, runs in a network namespace of its own with only lo
+    (packaging/checks/real_peers.py)."""
+    out = CHECKS.parent / "debian" / "out"  # the peers' logs land next to installed-checks.log
+    out.mkdir(parents=True, exist_ok=True)
+    transcript = out / "real-peers-doctor.txt"
+    transcript.unlink(missing_ok=True)
+    shipped = Path("/etc/centre-agent/agent.toml").read_text()
+    result = run("unshare", "-n", "--", sys.executable, str(CHECKS / "real_peers.py"), "run", "--out", str(out))
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert Path("/etc/centre-agent/agent.toml").read_text() == shipped
+    assert list(Path("/etc/centre-agent/csca").iterdir()) == []
+    seen = json.loads(result.stdout)
+    assert seen["interfaces"] == ["lo"]
+
+    untrusted, trusted = seen["untrusted"], seen["trusted"]
+    for phase in (untrusted, trusted):
+        assert phase["agent_status"].startswith("serving socket=/run/centre-agent/agent.sock")
+        listed = {(d["family"], d["backend"]) for d in phase["devices"] if d["state"] == "ready"}
+        assert {("idcard", "pcsc"), ("scanner", "sane"), ("printer", "ipp")} <= listed
+        readers = [d for d in phase["devices"] if d["family"] == "idcard"]
+        assert [d["card_present"] for d in readers if d["name"] == "Centre Test PCD 00 00"] == [True]
+        assert any(d["name"] == "CentreTestPrinter" for d in phase["devices"] if d["backend"] == "ipp")
+
+    # the packaged trust store is empty: the test card's read FAILs with the CSCA to install and where
+    lines = _doctor_lines(untrusted, transcript)
+    assert untrusted["doctor"]["returncode"] == 1
+    card = [line for line in lines if line.startswith("FAIL  idcard: read the test card: ")]
+    assert len(card) == 1, lines
+    assert "passive unknown_issuer" in card[0]
+    assert "in /etc/centre-agent/csca ([idcard] csca_dir), then restart the agent" in card[0]
+    # by default every family whose backend is on must be there: libfprint and evdev are on, the test
+    # bed has no fingerprint sensor and no barcode scanner
+    assert [line.split(":")[0] for line in lines if line.startswith("FAIL")] == \
+        ["FAIL  fingerprint", "FAIL  barcode", "FAIL  idcard"], lines
+    assert lines[-1] == "doctor: some checks FAILED"
+
+    # CSCA installed, agent restarted, the counter's families stated: every check passes
+    lines = _doctor_lines(trusted, transcript)
+    assert trusted["doctor"]["returncode"] == 0, lines
+    assert [line for line in lines if line.startswith("FAIL")] == []
+    assert any(line.startswith("PASS  idcard: read the test card: ") and "passive valid (on Centre Test PCD 00 00)"
+               in line for line in lines), lines
+    for wanted in ("PASS  idcard: found", "PASS  scanner: found", "PASS  printer: found", "PASS  pcscd"):
+        assert any(line.startswith(wanted) for line in lines), (wanted, lines)
+    scans = [line for line in lines if line.startswith("PASS  scanner ") and ": scan a test page: " in line]
+    prints = [line for line in lines if line.startswith("PASS  printer CentreTestPrinter ")
+              and ": print a test page: " in line]
+    assert scans, lines
+    assert prints, lines
+    assert lines[-1] == "doctor: all checks passed"
 
 
 def test_installed_gateway_config_is_valid() -> None:

@@ -54,3 +54,24 @@ def test_agent_scans_the_feeder_of_a_sane_device(
             assert not out.exists()
     finally:
         agent.stop()
+
+
+def test_agent_still_stops_in_order_after_a_sane_scan(tmp_path: Path, sane_config_dir: Path) -> None:
+    """SANE's test backend (like many real ones) resets SIGTERM to its default action as its reader starts,
+    in a thread: without agent/stop_signals.py, the next SIGTERM (systemctl stop) kills the agent outright."""
+    config = tmp_path / "agent.toml"
+    config.write_text('[drivers.sane]\nrescan_interval = 0\ndevices = ["test:0"]\n')
+    agent = start_agent(tmp_path, simulate=False, config=config, env={"SANE_CONFIG_DIR": str(sane_config_dir)})
+    try:
+        result = None
+        for _ in range(50):  # until the backend has enumerated and opened the device
+            result = agent.cli("scan", "--source", "flatbed", "--resolution", "75", "--output",
+                               str(tmp_path / "out.pdf"), "--json")
+            if result.stdout:
+                break
+        assert result is not None
+        assert json.loads(result.stdout)["state"] == "done", result.stderr
+    finally:
+        agent.stop()
+    assert agent.proc.returncode == 0, agent.log()[-2000:]
+    assert "stopping" in agent.log()

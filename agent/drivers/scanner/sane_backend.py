@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from agent import stop_signals
 from agent.domain.device import Capabilities, DeviceDescriptor, DeviceFamily, DeviceHealth, DeviceState
 from agent.domain.scanner import (
     ColorMode,
@@ -312,9 +313,13 @@ class SaneScanner(Scanner):
         """Start one frame and read it whole (blocking). None when the read was cancelled."""
         if self._cancelled.is_set():
             return None
-        handle.start()
-        frame_format, _last, (_ppl, expected_lines), _depth, _bpl = handle.get_parameters()
-        data, width, height, samples, _size = handle.dev.snap(True, False, None)
+        try:
+            handle.start()
+            stop_signals.reinstall()  # shortens the window in which a SIGTERM would kill the agent
+            frame_format, _last, (_ppl, expected_lines), _depth, _bpl = handle.get_parameters()
+            data, width, height, samples, _size = handle.dev.snap(True, False, None)
+        finally:
+            stop_signals.reinstall()  # the backend's reader task may have reset SIGTERM (agent/stop_signals.py)
         if self._cancelled.is_set():
             return None
         # single-pass frames must be whole (three-pass ones are assembled by python-sane, whose
