@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import pwd
 import select
@@ -52,9 +54,35 @@ class AgentProcess:
             self.proc.stdout.close()
 
 
+def let_others_reach(*paths: Path) -> None:
+    """Give other users search (not read) permission on ``paths`` and every folder above them, for the
+    rest of the test session: a checkout made with ``mktemp -d`` (0700) would otherwise keep a service
+    user away from the code and the virtualenv it runs. The modes are put back when the session ends."""
+    for path in paths:
+        for folder in (path, *path.parents):
+            mode = folder.stat().st_mode
+            if folder in _REACHED or mode & 0o001:
+                continue
+            _REACHED[folder] = mode
+            folder.chmod((mode & 0o7777) | 0o001)
+
+
+def _restore_reached() -> None:
+    for folder, mode in _REACHED.items():
+        with contextlib.suppress(OSError):
+            folder.chmod(mode & 0o7777)
+    _REACHED.clear()
+
+
+_REACHED: dict[Path, int] = {}
+atexit.register(_restore_reached)
+
+
 def as_user(user: str) -> list[str]:
-    """Command prefix that runs the rest as ``user`` (its uid, primary gid and groups), like a unit's User=."""
+    """Command prefix that runs the rest as ``user`` (its uid, primary gid and groups), like a unit's User=.
+    The checkout and the interpreter's prefix are made reachable for that user (:func:`let_others_reach`)."""
     account = pwd.getpwnam(user)
+    let_others_reach(REPO, Path(sys.prefix))
     return ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--init-groups", "--"]
 
 
