@@ -48,6 +48,10 @@ from typing import Any
 CHECKS = Path(__file__).resolve().parent
 REPO = CHECKS.parents[1]
 sys.path.insert(0, str(REPO))  # the test bed's peer helpers (run with the repo's .venv python)
+sys.path.insert(0, str(CHECKS))
+# the same clean root shell, command runner and reading of the unit as the provisioning check
+from enrol_flow import ENV, exec_start  # noqa: E402
+from enrol_flow import run as sh  # noqa: E402
 
 AGENT_UNIT = Path("/lib/systemd/system/centre-agent.service")
 AGENT_CONFIG = Path("/etc/centre-agent/agent.toml")
@@ -56,22 +60,7 @@ INSTALLED_CSCA = CSCA_DIR / "ci-test-card-csca.der"
 #: what a counter of this test bed has; the default expectation (every family whose backend is on)
 #: also names fingerprint and barcode, which the test bed does not provide
 COUNTER_FAMILIES = ("idcard", "scanner", "printer")
-ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 DEVICES_WAIT_S = 60.0
-
-
-def sh(*command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(command, capture_output=True, text=True, env=ENV, cwd="/", timeout=timeout, check=False)
-    if result.returncode != 0:
-        raise SystemExit(f"{shlex.join(command)}: exit {result.returncode}: {result.stderr.strip()}")
-    return result
-
-
-def exec_start(unit: Path) -> list[str]:
-    for line in unit.read_text().splitlines():
-        if line.startswith("ExecStart="):
-            return shlex.split(line.removeprefix("ExecStart="))
-    raise SystemExit(f"{unit}: no ExecStart=")
 
 
 def loopback_only() -> list[str]:
