@@ -416,7 +416,7 @@ Global___PersonalData: _TypeAlias = PersonalData  # noqa: Y015
 
 @_typing.final
 class Attestation(_message.Message):
-    """A signature binding a read to this agent, the caller's origin and nonce, and the time."""
+    """A signature over the whole read result (see README "Card-read attestation")."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -424,14 +424,21 @@ class Attestation(_message.Message):
     SIGNATURE_FIELD_NUMBER: _builtins.int
     ALGORITHM_FIELD_NUMBER: _builtins.int
     PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_CHAIN_FIELD_NUMBER: _builtins.int
     payload: _builtins.bytes
-    """canonical JSON: agent id, device id, origin, challenge, time, data digest"""
+    """canonical JSON, version "v": 2: personal data, face digest, verdicts, reader, agent, time, challenge, origin"""
     signature: _builtins.bytes
-    """signature over payload with the agent's key"""
+    """ECDSA-SHA256 signature (DER) over payload with the agent's attestation key"""
     algorithm: _builtins.str
-    """e.g. "ecdsa-p256-sha256" """
+    """"ecdsa-p256-sha256" """
     public_key: _builtins.bytes
-    """DER SubjectPublicKeyInfo of the agent's key"""
+    """DER SubjectPublicKeyInfo of the attestation key"""
+    @_builtins.property
+    def certificate_chain(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """DER certificates, the attestation key's first: issued by the gateway CA at enrolment (then
+        the CA chain the agent holds), or self-signed on an agent that is not enrolled.
+        """
+
     def __init__(
         self,
         *,
@@ -439,10 +446,11 @@ class Attestation(_message.Message):
         signature: _builtins.bytes = ...,
         algorithm: _builtins.str = ...,
         public_key: _builtins.bytes = ...,
+        certificate_chain: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "payload", b"payload", "public_key", b"public_key", "signature", b"signature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "certificate_chain", b"certificate_chain", "payload", b"payload", "public_key", b"public_key", "signature", b"signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -88,6 +88,7 @@ class EnrollRequest(_message.Message):
     MACHINE_FIELD_NUMBER: _builtins.int
     EXPECTED_CENTRE_FIELD_NUMBER: _builtins.int
     AGENT_VERSION_FIELD_NUMBER: _builtins.int
+    ATTESTATION_CSR_DER_FIELD_NUMBER: _builtins.int
     token: _builtins.str
     """The enrolment token printed by `centre-gateway token create` (never stored by the agent)."""
     csr_der: _builtins.bytes
@@ -96,6 +97,10 @@ class EnrollRequest(_message.Message):
     """Centre the installer expects to enrol into; refused when the token is for another. Optional."""
     agent_version: _builtins.str
     """centre-agent version."""
+    attestation_csr_der: _builtins.bytes
+    """PKCS#10 CSR (DER) for the agent's separate attestation key (it signs card reads; the key
+    above only authenticates the PC). Optional: without it no attestation certificate is issued.
+    """
     @_builtins.property
     def machine(self) -> Global___MachineIdentity: ...
     def __init__(
@@ -106,10 +111,11 @@ class EnrollRequest(_message.Message):
         machine: Global___MachineIdentity | None = ...,
         expected_centre: _builtins.str = ...,
         agent_version: _builtins.str = ...,
+        attestation_csr_der: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["machine", b"machine"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "csr_der", b"csr_der", "expected_centre", b"expected_centre", "machine", b"machine", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "attestation_csr_der", b"attestation_csr_der", "csr_der", b"csr_der", "expected_centre", b"expected_centre", "machine", b"machine", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -127,6 +133,7 @@ class IssuedIdentity(_message.Message):
     REPORT_ENDPOINT_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     SERVER_TIME_MS_FIELD_NUMBER: _builtins.int
+    ATTESTATION_CERTIFICATE_PEM_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     """Assigned identity (also in the certificate: CN = agent id, OU = centre, ST = province)."""
     centre: _builtins.str
@@ -140,6 +147,10 @@ class IssuedIdentity(_message.Message):
     status: Global___EnrolmentStatus.ValueType
     server_time_ms: _builtins.int
     """Gateway time, Unix milliseconds (clock skew)."""
+    attestation_certificate_pem: _builtins.bytes
+    """Certificate of the attestation key (PEM; key usage digitalSignature, extended key usage
+    centre card-read attestation only), when the request carried attestation_csr_der.
+    """
     def __init__(
         self,
         *,
@@ -151,10 +162,11 @@ class IssuedIdentity(_message.Message):
         report_endpoint: _builtins.str = ...,
         status: Global___EnrolmentStatus.ValueType = ...,
         server_time_ms: _builtins.int = ...,
+        attestation_certificate_pem: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "ca_chain_pem", b"ca_chain_pem", "centre", b"centre", "certificate_pem", b"certificate_pem", "province", b"province", "report_endpoint", b"report_endpoint", "server_time_ms", b"server_time_ms", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "attestation_certificate_pem", b"attestation_certificate_pem", "ca_chain_pem", b"ca_chain_pem", "centre", b"centre", "certificate_pem", b"certificate_pem", "province", b"province", "report_endpoint", b"report_endpoint", "server_time_ms", b"server_time_ms", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -188,6 +200,7 @@ class RenewRequest(_message.Message):
     CSR_DER_FIELD_NUMBER: _builtins.int
     TIMESTAMP_MS_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    ATTESTATION_CSR_DER_FIELD_NUMBER: _builtins.int
     certificate_pem: _builtins.bytes
     """The current certificate, PEM (may be expired, within the grace window)."""
     csr_der: _builtins.bytes
@@ -196,8 +209,11 @@ class RenewRequest(_message.Message):
     """Agent time, Unix milliseconds; must be within 5 minutes of the gateway's."""
     signature: _builtins.bytes
     """Signature by the CURRENT certificate's key (ECDSA-SHA256) over
-    "centre-renew\\0" || csr_der || decimal(timestamp_ms).
+    "centre-renew\\0" || csr_der || decimal(timestamp_ms), followed by
+    "\\0" || attestation_csr_der when that is present.
     """
+    attestation_csr_der: _builtins.bytes
+    """CSR (DER) for the attestation key, renewed with the client certificate. Optional."""
     def __init__(
         self,
         *,
@@ -205,10 +221,11 @@ class RenewRequest(_message.Message):
         csr_der: _builtins.bytes = ...,
         timestamp_ms: _builtins.int = ...,
         signature: _builtins.bytes = ...,
+        attestation_csr_der: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_pem", b"certificate_pem", "csr_der", b"csr_der", "signature", b"signature", "timestamp_ms", b"timestamp_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attestation_csr_der", b"attestation_csr_der", "certificate_pem", b"certificate_pem", "csr_der", b"csr_der", "signature", b"signature", "timestamp_ms", b"timestamp_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
