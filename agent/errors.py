@@ -174,6 +174,15 @@ class DataFormatError(AgentError, ValueError):
     reason = "DATA_FORMAT"
 
 
+class AttestationRejectedError(DataFormatError):
+    """A card-read attestation a portal backend checked does not hold (raised by
+    :mod:`agent.attestation_verify`, never by the agent's API). ``reason`` says which check failed:
+    MALFORMED, UNTRUSTED_CHAIN, SELF_SIGNED, CERTIFICATE_EXPIRED, WRONG_KEY_USAGE, BAD_SIGNATURE,
+    AGENT_MISMATCH, CHALLENGE_MISMATCH, ORIGIN_MISMATCH, STALE, FACE_MISMATCH."""
+
+    reason = "ATTESTATION_REJECTED"
+
+
 class TransientDeviceError(AgentError):
     """The operation failed for a reason the user can fix by trying again (finger lifted too early,
     poor quality capture). ``reason`` says which."""

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from agent.attestation_verify import ATTESTATION_EKU
 from agent.errors import ConfigError, InvalidRequestError, UnauthenticatedError
 
 #: URI SAN carrying the identity, e.g. urn:centre-agent:HN:HN-BD-001:hn-bd-001-001
@@ -132,9 +133,9 @@ class CertificateAuthority:
                 key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption()))
 
-    def sign_agent(self, csr: x509.CertificateSigningRequest, agent_id: str, centre: str, province: str,
-                   lifetime: dt.timedelta, now: dt.datetime | None = None) -> x509.Certificate:
-        """Issue the client certificate. Only the CSR's public key is used."""
+    def _agent_builder(self, csr: x509.CertificateSigningRequest, agent_id: str, centre: str, province: str,
+                       lifetime: dt.timedelta, now: dt.datetime | None,
+                       usage: x509.ObjectIdentifier) -> x509.CertificateBuilder:
         public_key = csr.public_key()
         if not isinstance(public_key, ec.EllipticCurvePublicKey):
             raise InvalidRequestError("csr: key must be EC P-256")
@@ -144,7 +145,22 @@ class CertificateAuthority:
         san = x509.UniformResourceIdentifier(f"{SAN_PREFIX}{province}:{centre}:{agent_id}")
         return (self._builder(subject, public_key, lifetime, now or _now())
                 .add_extension(x509.SubjectAlternativeName([san]), critical=False)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+
+    def sign_agent(self, csr: x509.CertificateSigningRequest, agent_id: str, centre: str, province: str,
+                   lifetime: dt.timedelta, now: dt.datetime | None = None) -> x509.Certificate:
+        """Issue the client certificate. Only the CSR's public key is used."""
+        return (self._agent_builder(csr, agent_id, centre, province, lifetime, now, ExtendedKeyUsageOID.CLIENT_AUTH)
+                .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+                               critical=True)
+                .sign(self.key, hashes.SHA256()))
+
+    def sign_attestation(self, csr: x509.CertificateSigningRequest, agent_id: str, centre: str, province: str,
+                         lifetime: dt.timedelta, now: dt.datetime | None = None) -> x509.Certificate:
+        """Certificate of the agent's attestation key: the same subject as its client certificate,
+        key usage digitalSignature and the attestation extended key usage only (never client
+        authentication, so it cannot stand in for the PC's identity, nor the other way round)."""
+        return (self._agent_builder(csr, agent_id, centre, province, lifetime, now, ATTESTATION_EKU)
                 .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False),
                                critical=True)
                 .sign(self.key, hashes.SHA256()))
@@ -172,6 +188,15 @@ def parse_csr(der: bytes) -> x509.CertificateSigningRequest:
 
 
 def identity_of(cert: x509.Certificate) -> CertIdentity:
+    """The agent identity a client certificate carries. Only a certificate for client
+    authentication counts: an agent's attestation certificate names the same agent but never
+    stands in for its identity (mTLS, renewal)."""
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        raise UnauthenticatedError("certificate is not a client certificate") from None
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
+        raise UnauthenticatedError("certificate is not a client certificate")
     def one(oid: x509.ObjectIdentifier) -> str:
         values = cert.subject.get_attributes_for_oid(oid)
         return str(values[0].value) if values else ""

@@ -45,8 +45,10 @@ _STATUS_PB = {ACTIVE: enrollment_pb2.ENROLMENT_STATUS_ACTIVE, PENDING: enrollmen
               REVOKED: enrollment_pb2.ENROLMENT_STATUS_REVOKED}
 
 
-def renew_message(csr_der: bytes, timestamp_ms: int) -> bytes:
-    return RENEW_CONTEXT + csr_der + str(timestamp_ms).encode()
+def renew_message(csr_der: bytes, timestamp_ms: int, attestation_csr_der: bytes = b"") -> bytes:
+    """What a renewal signs; the attestation CSR, when sent, is covered too (older agents send none)."""
+    message = RENEW_CONTEXT + csr_der + str(timestamp_ms).encode()
+    return message + b"\0" + attestation_csr_der if attestation_csr_der else message
 
 
 class AccessHolder:
@@ -133,13 +135,31 @@ class Provisioner:
                               int(cert.not_valid_after_utc.timestamp() * 1000))
         return issue
 
-    def _issued(self, assigned: Assigned, cert: x509.Certificate, now_ms: int) -> enrollment_pb2.IssuedIdentity:
+    def _issued(self, assigned: Assigned, cert: x509.Certificate, now_ms: int,
+                attestation_csr: x509.CertificateSigningRequest | None) -> enrollment_pb2.IssuedIdentity:
         from cryptography.hazmat.primitives import serialization
         self.access.note(assigned.agent_id, assigned.status)
-        return enrollment_pb2.IssuedIdentity(
+        issued = enrollment_pb2.IssuedIdentity(
             agent_id=assigned.agent_id, centre=assigned.centre, province=assigned.province,
             certificate_pem=cert.public_bytes(serialization.Encoding.PEM), ca_chain_pem=self.chain_pem,
             report_endpoint=self.report_endpoint, status=_STATUS_PB[assigned.status], server_time_ms=now_ms)
+        # Portals trust what this certificate signs, so only an approved (active) agent gets one; a
+        # pending agent gets it at its first renewal after approval (the agent asks again then).
+        if attestation_csr is not None and assigned.status == ACTIVE:
+            att = self.ca.sign_attestation(attestation_csr, assigned.agent_id, assigned.centre, assigned.province,
+                                           self.lifetime, dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC))
+            issued.attestation_certificate_pem = att.public_bytes(serialization.Encoding.PEM)
+        return issued
+
+    @staticmethod
+    def _attestation_csr(der: bytes, identity_csr: x509.CertificateSigningRequest,
+                         ) -> x509.CertificateSigningRequest | None:
+        if not der:
+            return None
+        csr = parse_csr(der)
+        if spki_fingerprint(csr.public_key()) == spki_fingerprint(identity_csr.public_key()):
+            raise InvalidRequestError("attestation_csr_der: the attestation key must not be the identity key")
+        return csr
 
     async def enroll(self, request: enrollment_pb2.EnrollRequest) -> enrollment_pb2.IssuedIdentity:
         if not request.token:
@@ -148,6 +168,7 @@ class Provisioner:
         if not _MACHINE_ID.match(m.machine_id) or len(m.hostname) > 253 or len(m.serial) > 64:
             raise InvalidRequestError("machine: machine_id 1-64 of [A-Za-z0-9._:-], hostname <= 253, serial <= 64")
         csr = parse_csr(request.csr_der)
+        attestation_csr = self._attestation_csr(request.attestation_csr_der, csr)
         now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
         now_ms = int(now.timestamp() * 1000)
         out: list[x509.Certificate] = []
@@ -155,7 +176,7 @@ class Provisioner:
             request.token, Machine(m.machine_id, m.hostname, m.serial.strip()), spki_fingerprint(csr.public_key()),
             request.expected_centre, now_ms, self._issuer(csr, now, out))
         log.info("enrolled %s in %s (%s)", assigned.agent_id, assigned.centre, assigned.status)
-        return self._issued(assigned, out[0], now_ms)
+        return self._issued(assigned, out[0], now_ms, attestation_csr)
 
     async def renew(self, request: enrollment_pb2.RenewRequest) -> enrollment_pb2.IssuedIdentity:
         try:
@@ -173,16 +194,18 @@ class Provisioner:
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise UnauthenticatedError("certificate key is not EC")
         try:
-            key.verify(request.signature, renew_message(request.csr_der, request.timestamp_ms),
+            key.verify(request.signature,
+                       renew_message(request.csr_der, request.timestamp_ms, request.attestation_csr_der),
                        ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             raise UnauthenticatedError("renewal not signed by the certificate's key") from None
         csr = parse_csr(request.csr_der)
+        attestation_csr = self._attestation_csr(request.attestation_csr_der, csr)
         out: list[x509.Certificate] = []
         assigned, _ = await self.registry.renew(ident.agent_id, ident.serial, spki_fingerprint(csr.public_key()),
                                                 now_ms, self._issuer(csr, now, out))
         log.info("renewed the certificate of %s", assigned.agent_id)
-        return self._issued(assigned, out[0], now_ms)
+        return self._issued(assigned, out[0], now_ms, attestation_csr)
 
 
 class EnrollmentService(enrollment_pb2_grpc.EnrollmentServicer):

@@ -63,16 +63,27 @@ def enroll(store: IdentityStore, gateway: str, token: str, facts: MachineFacts, 
         problem = store.check()
         if not problem:
             fixed = store.give_to_service()
-            return EnrolOutcome(store.info(), already=True,
-                                detail=f"handed {', '.join(fixed)} back to the service user" if fixed else "")
+            detail = f"handed {', '.join(fixed)} back to the service user" if fixed else ""
+            info = store.info()
+            if not store.has_attestation_certificate() and info.status == "active":
+                # enrolled by a version without attestation certificates: get one now (else at renewal)
+                try:
+                    info = renew_sync(store, timeout=timeout)
+                except AgentError as exc:
+                    log.warning("no attestation certificate yet (%s); it comes with the next renewal", exc.message)
+                if store.has_attestation_certificate():
+                    detail = "; ".join(filter(None, (detail, "attestation certificate issued")))
+            return EnrolOutcome(info, already=True, detail=detail)
         if problem == "certificate expired":
             try:
                 return EnrolOutcome(renew_sync(store, timeout=timeout), detail="expired certificate renewed")
             except (UnauthenticatedError, ForbiddenError) as exc:
                 log.warning("renewal refused (%s); enrolling again", exc.message)
     key = new_key()
+    attestation_key, new_attestation_key = store.attestation_key()
     request = enrollment_pb2.EnrollRequest(
         token=token, csr_der=make_csr(key, facts), expected_centre=expected_centre, agent_version=version,
+        attestation_csr_der=make_csr(attestation_key, facts),
         machine=enrollment_pb2.MachineIdentity(machine_id=facts.machine_id, hostname=facts.hostname,
                                                serial=facts.serial))
     credentials = grpc.ssl_channel_credentials(root_certificates=_roots(ca_file))
@@ -84,16 +95,25 @@ def enroll(store: IdentityStore, gateway: str, token: str, facts: MachineFacts, 
     issued = reply.identity
     info = IdentityInfo(issued.agent_id, issued.centre, issued.province, issued.report_endpoint, gateway,
                         _STATUS.get(issued.status, "unknown"))
-    store.install(key, issued.certificate_pem, issued.ca_chain_pem, info)
+    store.install(key, issued.certificate_pem, issued.ca_chain_pem, info, issued.attestation_certificate_pem)
+    if new_attestation_key:
+        store.keep_attestation_key(attestation_key)
     return EnrolOutcome(info)
 
 
 def renew_request(store: IdentityStore, now_ms: int) -> enrollment_pb2.RenewRequest:
+    """Renew the client certificate and, with it, the attestation key's (same key, new certificate)."""
     key = store.key()
-    csr = make_csr(key, MachineFacts("renewal", "", ""))
-    message = b"centre-renew\0" + csr + str(now_ms).encode()
+    facts = MachineFacts("renewal", "", "")
+    csr = make_csr(key, facts)
+    attestation_key, new_attestation_key = store.attestation_key()
+    if new_attestation_key:
+        store.keep_attestation_key(attestation_key)
+    attestation_csr = make_csr(attestation_key, facts)
+    message = b"centre-renew\0" + csr + str(now_ms).encode() + b"\0" + attestation_csr
     return enrollment_pb2.RenewRequest(certificate_pem=store.cert_pem(), csr_der=csr, timestamp_ms=now_ms,
-                                       signature=key.sign(message, ec.ECDSA(hashes.SHA256())))
+                                       signature=key.sign(message, ec.ECDSA(hashes.SHA256())),
+                                       attestation_csr_der=attestation_csr)
 
 
 def _apply(store: IdentityStore, reply: enrollment_pb2.RenewResponse) -> IdentityInfo:
@@ -101,7 +121,7 @@ def _apply(store: IdentityStore, reply: enrollment_pb2.RenewResponse) -> Identit
     issued = reply.identity
     info = IdentityInfo(issued.agent_id, issued.centre, issued.province, issued.report_endpoint or old.report_endpoint,
                         old.enroll_endpoint, _STATUS.get(issued.status, "unknown"))
-    store.replace_certificate(issued.certificate_pem, issued.ca_chain_pem, info)
+    store.replace_certificate(issued.certificate_pem, issued.ca_chain_pem, info, issued.attestation_certificate_pem)
     return info
 
 

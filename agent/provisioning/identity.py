@@ -6,6 +6,8 @@ Layout under ``<state_dir>/identity/`` (directory 0700, every file 0600)::
     cert.pem       client certificate issued by the gateway's CA
     ca.pem         CA chain that verifies the gateway and the certificate
     identity.json  agent id, centre, province, report and enrolment endpoints
+    attestation-cert.pem  certificate of the attestation key (``<state_dir>/attestation-key.pem``,
+                   see :mod:`agent.provisioning.attestation_key`), when the gateway issued one
 
 The directory appears in one ``rename`` after a successful enrolment: a failed or
 interrupted enrolment leaves no half identity. Renewal replaces ``cert.pem`` (and
@@ -36,6 +38,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from agent.errors import ConfigError
+from agent.provisioning.attestation_key import CERT_FILE as ATTESTATION_CERT
+from agent.provisioning.attestation_key import KEY_FILE as ATTESTATION_KEY
+from agent.provisioning.attestation_key import load as load_attestation_key
+from agent.provisioning.attestation_key import save as save_attestation_key
 
 IDENTITY_DIR = "identity"
 DMI_SERIALS = (Path("/sys/class/dmi/id/product_serial"), Path("/sys/class/dmi/id/board_serial"))
@@ -155,7 +161,8 @@ class IdentityStore:
     def present(self) -> bool:
         return (self.dir / "cert.pem").is_file() and (self.dir / "key.pem").is_file()
 
-    def install(self, key: ec.EllipticCurvePrivateKey, cert_pem: bytes, ca_pem: bytes, info: IdentityInfo) -> None:
+    def install(self, key: ec.EllipticCurvePrivateKey, cert_pem: bytes, ca_pem: bytes, info: IdentityInfo,
+                attestation_cert_pem: bytes = b"") -> None:
         """Write a complete identity beside the old one, then swap it in with renames."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         owner = service_owner(self.state_dir)
@@ -168,6 +175,8 @@ class IdentityStore:
             _write_0600(staging / "cert.pem", cert_pem, owner)
             _write_0600(staging / "ca.pem", ca_pem, owner)
             _write_0600(staging / "identity.json", json.dumps(asdict(info), indent=2).encode(), owner)
+            if attestation_cert_pem:
+                _write_0600(staging / ATTESTATION_CERT, attestation_cert_pem, owner)
             _fsync_dir(staging)
             old = None
             if self.dir.exists():
@@ -212,8 +221,25 @@ class IdentityStore:
         except (OSError, ValueError):
             raise ConfigError(f"{self.dir}/cert.pem: missing or damaged; enrol this PC again") from None
 
-    def replace_certificate(self, cert_pem: bytes, ca_pem: bytes, info: IdentityInfo) -> None:
+    def has_attestation_certificate(self) -> bool:
+        return (self.dir / ATTESTATION_CERT).is_file()
+
+    def attestation_key(self) -> tuple[ec.EllipticCurvePrivateKey, bool]:
+        """(the attestation key, whether it is new): a new one is only in memory until
+        :meth:`keep_attestation_key`, so a failed enrolment writes nothing."""
+        key = load_attestation_key(self.state_dir / ATTESTATION_KEY)
+        return (key, False) if key is not None else (new_key(), True)
+
+    def keep_attestation_key(self, key: ec.EllipticCurvePrivateKey) -> None:
+        """Store a new attestation key, owned like the identity."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        save_attestation_key(self.state_dir / ATTESTATION_KEY, key, service_owner(self.state_dir))
+
+    def replace_certificate(self, cert_pem: bytes, ca_pem: bytes, info: IdentityInfo,
+                            attestation_cert_pem: bytes = b"") -> None:
         owner = service_owner(self.state_dir)
+        if attestation_cert_pem:
+            _replace_file(self.dir / ATTESTATION_CERT, attestation_cert_pem, owner)
         _replace_file(self.dir / "cert.pem", cert_pem, owner)
         _replace_file(self.dir / "ca.pem", ca_pem, owner)
         _replace_file(self.dir / "identity.json", json.dumps(asdict(info), indent=2).encode(), owner)

@@ -73,7 +73,10 @@ def test_root_enrolment_gives_the_identity_to_the_service_user_who_then_reports(
     assert enrolled.returncode == 0, enrolled.stderr
     uid, gid = _service_ids()
     assert _owner_and_modes(state / "identity") == _expected(uid, gid)
-    assert [p.name for p in state.iterdir()] == ["identity"]  # no staging or old directory left behind
+    # no staging or old directory left behind; the attestation key beside the identity, also the service's
+    assert sorted(p.name for p in state.iterdir()) == ["attestation-key.pem", "identity"]
+    key = (state / "attestation-key.pem").lstat()
+    assert (key.st_uid, key.st_gid, stat.S_IMODE(key.st_mode)) == (uid, gid, 0o600)
     pgateway.cli("approve", "hn-bd-001-001")
     config = service_home / "agent.toml"
     config.write_text("[uplink]\nheartbeat_seconds = 0.5\ndiff_seconds = 0.2\nfirst_delay_max_seconds = 0.1\n")
