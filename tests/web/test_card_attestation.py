@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import hashlib
 import json
 import stat
 
@@ -10,7 +12,8 @@ import httpx
 import pytest
 
 from agent.api.attestation import card_data_digest, verify_attestation
-from agent.errors import DataFormatError
+from agent.attestation_verify import verify_card_read
+from agent.errors import AttestationRejectedError, DataFormatError
 from agent.simulator.emrtd.profiles import SAMPLE_DG13
 from agent.simulator.idcard import SIMULATED_ID, SIMULATED_KEY
 from centre.agent.v1 import idcard_pb2
@@ -40,16 +43,39 @@ def test_read_with_challenge_is_attested(agent: RunningAgent, portal_token: str)
     msg = json_format.Parse(r.content, idcard_pb2.ReadCardResponse(), ignore_unknown_fields=True)
     assert msg.personal.full_name == SAMPLE_NAME
     payload = verify_attestation(msg.attestation)
+    assert (payload["v"], payload["type"]) == (2, "centre.idcard.read")
     assert payload["origin"] == PORTAL
     assert base64.b64decode(payload["challenge"]) == nonce
     assert payload["device_id"] == msg.device_id
-    assert payload["data_sha256"] == card_data_digest(msg)
-    assert payload["type"] == "centre.idcard.read.v1"
-    # the payload is canonical JSON and carries no personal data itself
-    assert msg.attestation.payload == json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-    assert SAMPLE_NAME.encode() not in msg.attestation.payload
-    assert json.dumps(SAMPLE_NAME)[1:-1].encode() not in msg.attestation.payload
-    assert SAMPLE_ID.encode() not in msg.attestation.payload
+    # the whole result is signed: personal data with sources, face digest, verdicts, protocol, groups
+    assert payload["personal"] == json_format.MessageToDict(msg.personal, preserving_proto_field_name=True,
+                                                            always_print_fields_with_no_presence=True)
+    assert payload["personal"]["full_name"] == SAMPLE_NAME
+    assert payload["personal"]["sources"]["full_name"] == "FIELD_SOURCE_DG13"
+    assert payload["face_sha256"] == msg.face.sha256 == hashlib.sha256(msg.face.jpeg).hexdigest()
+    assert payload["verification"] == {
+        "passive": idcard_pb2.Verdict.Name(msg.verification.passive).removeprefix("VERDICT_").lower(),
+        "active": idcard_pb2.Verdict.Name(msg.verification.active).removeprefix("VERDICT_").lower(),
+        "chip": idcard_pb2.Verdict.Name(msg.verification.chip).removeprefix("VERDICT_").lower(),
+        "data": "valid", "details": list(msg.verification.details)}
+    assert payload["access_protocol"] == msg.access_protocol
+    assert payload["data_groups_read"] == sorted(msg.data_groups_read)
+    assert payload["data_sha256"] == card_data_digest(msg)  # what version-1 verifiers recompute
+    assert msg.attestation.payload == json.dumps(payload, sort_keys=True, separators=(",", ":"),
+                                                 ensure_ascii=False).encode()
+    # not enrolled: a self-signed certificate, and the payload says so
+    agent_id = hashlib.sha256(msg.attestation.public_key).hexdigest()
+    assert payload["agent"] == {"id": agent_id, "centre": "", "province": "", "enrolled": False}
+    chain = list(msg.attestation.certificate_chain)
+    ca_pem = b"unused: a self-signed key never chains to a CA"
+    with pytest.raises(AttestationRejectedError) as refused:
+        verify_card_read(msg.attestation.payload, msg.attestation.signature, chain, ca_certificate=ca_pem,
+                         expected_challenge=nonce, expected_origin=PORTAL, max_age=dt.timedelta(minutes=5))
+    assert refused.value.reason == "SELF_SIGNED"
+    read = verify_card_read(msg.attestation.payload, msg.attestation.signature, chain, ca_certificate=ca_pem,
+                            expected_challenge=nonce, expected_origin=PORTAL, max_age=dt.timedelta(minutes=5),
+                            trusted_self_signed={agent_id}, face_jpeg=msg.face.jpeg)
+    assert (read.personal["full_name"], read.enrolled) == (SAMPLE_NAME, False)
     key_file = agent.state_dir / "attestation-key.pem"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
 
@@ -59,14 +85,14 @@ def test_tampered_attestation_does_not_verify(agent: RunningAgent, portal_token:
 
     r = read_card(agent, portal_token, b"n1")
     msg = json_format.Parse(r.content, idcard_pb2.ReadCardResponse(), ignore_unknown_fields=True)
-    forged = idcard_pb2.Attestation()
-    forged.CopyFrom(msg.attestation)
-    forged.payload = msg.attestation.payload.replace(PORTAL.encode(), b"https://evil.example")
-    with pytest.raises(DataFormatError):
-        verify_attestation(forged)
-    # a changed card field changes the digest the backend recomputes
-    msg.personal.full_name = "SOMEONE ELSE"
-    assert card_data_digest(msg) != json.loads(msg.attestation.payload)["data_sha256"]
+    for old, new in ((PORTAL.encode(), b"https://evil.example"), (SAMPLE_NAME.encode(), "Nguyễn Văn Khác".encode()),
+                     (b'"data":"valid"', b'"data":"invalid"')):
+        assert old in msg.attestation.payload
+        forged = idcard_pb2.Attestation()
+        forged.CopyFrom(msg.attestation)
+        forged.payload = msg.attestation.payload.replace(old, new)
+        with pytest.raises(DataFormatError):
+            verify_attestation(forged)
 
 
 def test_same_key_signs_every_read(agent: RunningAgent, portal_token: str) -> None:

@@ -105,7 +105,7 @@ def test_attestation_key_is_made_once_and_reused(tmp_path: Path) -> None:
     a = first.attest(response, "https://portal.example.gov.vn", b"n", now=1.0)
     b = Attestor(tmp_path / "state").attest(response, "https://portal.example.gov.vn", b"n", now=1.0)
     assert a.public_key == b.public_key
-    assert verify_attestation(b)["agent_id"] == first.agent_id
+    assert verify_attestation(b)["agent"]["id"] == first.agent_id
     assert stat.S_IMODE(os.stat(tmp_path / "state" / "attestation-key.pem").st_mode) == 0o600
 
 
