@@ -151,20 +151,29 @@ async def renew(store: IdentityStore, *, timeout: float = 15.0) -> IdentityInfo:
 
 class CertificateRenewer:
     """Renews the client certificate at half its lifetime; retries with backoff; survives
-    a long power-off (an expired certificate still renews within the gateway's grace window)."""
+    a long power-off (an expired certificate still renews within the gateway's grace window).
+    The attestation certificate is renewed with it. A PC without one (enrolled while pending, the
+    gateway issues it only to approved PCs, or by an older version) renews every
+    ``attestation_retry`` seconds until it has one."""
 
-    def __init__(self, store: IdentityStore, *,
-                 retry_min: float = 30.0, retry_max: float = 3600.0, check_max: float = 3600.0) -> None:
+    def __init__(self, store: IdentityStore, *, retry_min: float = 30.0, retry_max: float = 3600.0,
+                 check_max: float = 3600.0, attestation_retry: float = 3600.0) -> None:
         self._store = store
         self._retry = (retry_min, retry_max)
         self._check_max = check_max
+        self._attestation_retry = attestation_retry
+        self._attestation_asked: float | None = None  # time.monotonic() of the last renewal for it
         self.renewed = asyncio.Event()
         self.failures = 0
 
     def due_in(self, now: dt.datetime | None = None) -> float:
         cert = self._store.certificate()
         now = now or dt.datetime.now(dt.UTC)
-        return max(0.0, (renew_at(cert) - now).total_seconds())
+        wait = max(0.0, (renew_at(cert) - now).total_seconds())
+        if not self._store.has_attestation_certificate():
+            asked = self._attestation_asked
+            wait = min(wait, 0.0 if asked is None else max(0.0, asked + self._attestation_retry - time.monotonic()))
+        return wait
 
     async def run(self) -> None:
         delay = self._retry[0]
@@ -174,6 +183,7 @@ class CertificateRenewer:
                 await asyncio.sleep(min(wait, self._check_max))
                 continue
             try:
+                self._attestation_asked = time.monotonic()
                 info = await renew(self._store)
                 log.info("client certificate renewed for %s", info.agent_id)
                 self.renewed.set()

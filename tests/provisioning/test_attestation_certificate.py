@@ -127,3 +127,29 @@ def test_enrol_again_fetches_a_missing_attestation_certificate(pgateway: Provisi
     assert outcome.already
     assert "attestation certificate issued" in outcome.detail
     assert _verify(pgateway, Attestor(store.state_dir).attest(sample_read(), PORTAL, NONCE)).enrolled
+
+
+async def test_the_running_agent_fetches_its_attestation_certificate_once_approved(
+        pgateway: ProvisioningGateway, tmp_path: Path) -> None:
+    import asyncio
+
+    from agent.provisioning.enroll import CertificateRenewer
+
+    store = await asyncio.to_thread(_enrolled, pgateway, tmp_path / "state")
+    assert store.info().status == "pending"
+    renewer = CertificateRenewer(store, retry_min=0.2, check_max=0.2, attestation_retry=0.5)
+    assert renewer.due_in() == 0  # no attestation certificate: ask at once
+    task = asyncio.create_task(renewer.run())
+    try:
+        await asyncio.wait_for(renewer.renewed.wait(), 30)
+        assert not store.has_attestation_certificate()  # still pending: none issued
+        assert renewer.due_in() > 0  # and no tight loop
+        await asyncio.to_thread(pgateway.cli, "approve", "hn-bd-001-001")
+        for _ in range(300):
+            if store.has_attestation_certificate():
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+    assert store.has_attestation_certificate()
+    assert renewer.due_in() > 1  # back to half the certificate's lifetime
