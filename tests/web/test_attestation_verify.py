@@ -193,3 +193,15 @@ def test_garbage_is_malformed(attested: idcard_pb2.Attestation, ca: CertificateA
     rejected("MALFORMED", lambda: verify_card_read(attested.payload, attested.signature, [b"not a certificate"],
                                                    ca_certificate=ca.cert_pem, expected_challenge=NONCE,
                                                    expected_origin=PORTAL, max_age=MINUTE))
+
+
+def test_the_verifier_imports_no_protobuf_and_no_device_library() -> None:
+    """A portal backend installs `cryptography` and copies or imports this one module."""
+    import subprocess
+    import sys
+
+    code = ("import sys, agent.attestation_verify; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('agent', 'google', 'grpc', 'centre')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2], timeout=60)
+    assert out.stdout.strip() == "['agent', 'agent.attestation_verify', 'agent.errors']"
