@@ -135,3 +135,32 @@ async def test_expired_certificate_is_refused_on_the_reporting_port(
                                       ca_file=str(gw.ca_file))
     assert outcome.detail == "expired certificate renewed"
     assert (await asyncio.to_thread(ping, pc, gw.target)).agent_id == "hn-bd-001-001"
+
+
+async def test_the_attestation_csr_is_bound_to_the_renewal_and_optional(store: FleetStore, tmp_path: Path) -> None:
+    from cryptography import x509
+
+    from agent.attestation_verify import ATTESTATION_EKU
+
+    clock = Clock()
+    p = await _provisioner(store, tmp_path, clock)
+    pc = await _enrolled(p, clock, tmp_path)
+    await p.registry.set_status("hn-bd-001-001", "active")
+    now_ms = int(clock.now * 1000)
+    # an agent of the version before attestation certificates: no attestation CSR, the old message
+    old = renew_request(pc, now_ms)
+    old.ClearField("attestation_csr_der")
+    old.signature = pc.key().sign(b"centre-renew\0" + old.csr_der + str(now_ms).encode(), ec.ECDSA(hashes.SHA256()))
+    renewed = await p.renew(old)
+    assert renewed.certificate_pem
+    assert not renewed.attestation_certificate_pem
+    pc.replace_certificate(renewed.certificate_pem, renewed.ca_chain_pem, pc.info())
+    # someone who swaps in an attestation CSR for their own key breaks the identity key's signature
+    request = renew_request(pc, now_ms)
+    request.attestation_csr_der = make_csr(new_key(), facts(9))
+    with pytest.raises(UnauthenticatedError, match="not signed by the certificate's key"):
+        await p.renew(request)
+    # today's agent: the attestation certificate comes with the client certificate
+    renewed = await p.renew(renew_request(pc, now_ms))
+    cert = x509.load_pem_x509_certificate(renewed.attestation_certificate_pem)
+    assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [ATTESTATION_EKU]

@@ -205,3 +205,13 @@ def test_the_verifier_imports_no_protobuf_and_no_device_library() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2], timeout=60)
     assert out.stdout.strip() == "['agent', 'agent.attestation_verify', 'agent.errors']"
+
+
+def test_a_certificate_for_another_key_is_not_used(tmp_path: Path, ca: CertificateAuthority) -> None:
+    state = tmp_path / "state"
+    enrol_attestor(state, ca)
+    (state / attestation_key.KEY_FILE).unlink()  # the key was replaced (restored from another PC...)
+    attestor = Attestor(state)
+    att = attestor.attest(sample_read(), PORTAL, NONCE)
+    assert json.loads(att.payload)["agent"]["enrolled"] is False  # self-signed, never a mismatched chain
+    rejected("SELF_SIGNED", lambda: check(att, ca))
