@@ -114,6 +114,7 @@ def test_demo_reads_the_simulated_card(agent: RunningAgent, demo_token: str) -> 
     assert "passive: valid" in result["verdicts"]  # the simulator's test CSCA is trusted in --simulate
     assert "data: valid" in result["verdicts"]  # DG13 decoded whole
     assert "Signed by the agent" in result["attestation"]
+    assert "self-signed: this agent is not enrolled" in result["attestation"]  # --simulate never enrols
     assert result["faceLoaded"] is True
     assert "quality" in result["finger"]
     assert result["scanPages"] >= 1

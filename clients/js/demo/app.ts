@@ -103,8 +103,13 @@ function wire(agent: Agent): void {
         return span;
       }));
       const att = card.attestation;
+      const signer = att ? (JSON.parse(new TextDecoder().decode(att.payload)) as {
+        agent?: { id?: string; centre?: string; enrolled?: boolean };
+      }).agent : undefined;
       $("card-attestation").textContent = att
-        ? `Signed by the agent (${att.algorithm}), ${att.payload.length}-byte payload for this page's challenge`
+        ? `Signed by the agent (${att.algorithm}), ${att.payload.length}-byte payload for this page's challenge; `
+          + (signer?.enrolled ? `certificate from the gateway CA for ${signer.id} (${signer.centre})`
+            : "self-signed: this agent is not enrolled, backends refuse it unless they trust its key")
         : "";
       if (card.face?.jpeg.length) ($("card-face") as HTMLImageElement).src = url(card.face.jpeg, "image/jpeg");
       $("card").hidden = false;
