@@ -18,6 +18,7 @@ from agent.domain.events import Event, EventKind
 from agent.drivers.base import Device, DriverContext
 
 if TYPE_CHECKING:
+    from agent.drivers.idcard.trust_bundle import DistributedTrust
     from zeroconf.asyncio import AsyncZeroconf
 
 T = TypeVar("T")
@@ -53,8 +54,10 @@ class SharedZeroconf:
 
 class CoreDriverContext(DriverContext):
     def __init__(self, backend: str, registry: DeviceRegistry, bus: EventBus, executor: ThreadPoolExecutor,
-                 zeroconf: SharedZeroconf, state_dir: Path, simulate: bool) -> None:
+                 zeroconf: SharedZeroconf, state_dir: Path, simulate: bool,
+                 trust: DistributedTrust | None = None) -> None:
         self._backend = backend
+        self._trust = trust
         self._registry = registry
         self._bus = bus
         self._executor = executor
@@ -101,3 +104,6 @@ class CoreDriverContext(DriverContext):
 
     async def zeroconf(self) -> AsyncZeroconf:
         return await self._zeroconf.get()
+
+    def distributed_trust(self) -> DistributedTrust | None:
+        return self._trust

@@ -116,6 +116,23 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             centre TEXT NOT NULL REFERENCES centres (code),
             created_ms BIGINT NOT NULL)""",
     )),
+    (3, (  # trust bundle for passive authentication (issue 15): gateway/store/trust.py
+        """CREATE TABLE trust_entries (
+            fingerprint TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            country TEXT NOT NULL,
+            serial TEXT NOT NULL,
+            not_before_ms BIGINT NOT NULL,
+            not_after_ms BIGINT NOT NULL,
+            source TEXT NOT NULL,
+            der_b64 TEXT NOT NULL,
+            added_ms BIGINT NOT NULL)""",
+        """CREATE TABLE trust_changes (
+            id INTEGER PRIMARY KEY,
+            changes BIGINT NOT NULL,
+            changed_ms BIGINT NOT NULL)""",
+    )),
 )
 
 _AGENT_COLUMNS = ("agent_id, province, centre, host, version, uptime_seconds, config_hash, "

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"centre/gateway/v1/enrollment.proto\x12\x11\x63\x65ntre.gateway.v1\"G\n\x0fMachineIdentity\x12\x12\n\nmachine_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0e\n\x06serial\x18\x03 \x01(\t\"\x94\x01\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_der\x18\x02 \x01(\x0c\x12\x33\n\x07machine\x18\x03 \x01(\x0b\x32\".centre.gateway.v1.MachineIdentity\x12\x17\n\x0f\x65xpected_centre\x18\x04 \x01(\t\x12\x15\n\ragent_version\x18\x05 \x01(\t\"\xd8\x01\n\x0eIssuedIdentity\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x65ntre\x18\x02 \x01(\t\x12\x10\n\x08province\x18\x03 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x04 \x01(\x0c\x12\x14\n\x0c\x63\x61_chain_pem\x18\x05 \x01(\x0c\x12\x17\n\x0freport_endpoint\x18\x06 \x01(\t\x12\x32\n\x06status\x18\x07 \x01(\x0e\x32\".centre.gateway.v1.EnrolmentStatus\x12\x16\n\x0eserver_time_ms\x18\x08 \x01(\x03\"E\n\x0e\x45nrollResponse\x12\x33\n\x08identity\x18\x01 \x01(\x0b\x32!.centre.gateway.v1.IssuedIdentity\"a\n\x0cRenewRequest\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x0f\n\x07\x63sr_der\x18\x02 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"D\n\rRenewResponse\x12\x33\n\x08identity\x18\x01 \x01(\x0b\x32!.centre.gateway.v1.IssuedIdentity\"\r\n\x0bPingRequest\"Z\n\x0cPingResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x65ntre\x18\x02 \x01(\t\x12\x10\n\x08province\x18\x03 \x01(\t\x12\x16\n\x0eserver_time_ms\x18\x04 \x01(\x03\",\n\x0b\x44octorCheck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07outcome\x18\x02 \x01(\t\"e\n\x0c\x44octorReport\x12.\n\x06\x63hecks\x18\x01 \x03(\x0b\x32\x1e.centre.gateway.v1.DoctorCheck\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x15\n\ragent_time_ms\x18\x03 \x01(\x03\"#\n\tDoctorAck\x12\x16\n\x0eserver_time_ms\x18\x01 \x01(\x03*\x8c\x01\n\x0f\x45nrolmentStatus\x12 \n\x1c\x45NROLMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45NROLMENT_STATUS_ACTIVE\x10\x01\x12\x1c\n\x18\x45NROLMENT_STATUS_PENDING\x10\x02\x12\x1c\n\x18\x45NROLMENT_STATUS_REVOKED\x10\x03\x32\xa7\x01\n\nEnrollment\x12M\n\x06\x45nroll\x12 .centre.gateway.v1.EnrollRequest\x1a!.centre.gateway.v1.EnrollResponse\x12J\n\x05Renew\x12\x1f.centre.gateway.v1.RenewRequest\x1a .centre.gateway.v1.RenewResponse2\xa4\x01\n\nAgentCheck\x12G\n\x04Ping\x12\x1e.centre.gateway.v1.PingRequest\x1a\x1f.centre.gateway.v1.PingResponse\x12M\n\x0cReportDoctor\x12\x1f.centre.gateway.v1.DoctorReport\x1a\x1c.centre.gateway.v1.DoctorAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"centre/gateway/v1/enrollment.proto\x12\x11\x63\x65ntre.gateway.v1\"G\n\x0fMachineIdentity\x12\x12\n\nmachine_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0e\n\x06serial\x18\x03 \x01(\t\"\x94\x01\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_der\x18\x02 \x01(\x0c\x12\x33\n\x07machine\x18\x03 \x01(\x0b\x32\".centre.gateway.v1.MachineIdentity\x12\x17\n\x0f\x65xpected_centre\x18\x04 \x01(\t\x12\x15\n\ragent_version\x18\x05 \x01(\t\"\xd8\x01\n\x0eIssuedIdentity\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x65ntre\x18\x02 \x01(\t\x12\x10\n\x08province\x18\x03 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x04 \x01(\x0c\x12\x14\n\x0c\x63\x61_chain_pem\x18\x05 \x01(\x0c\x12\x17\n\x0freport_endpoint\x18\x06 \x01(\t\x12\x32\n\x06status\x18\x07 \x01(\x0e\x32\".centre.gateway.v1.EnrolmentStatus\x12\x16\n\x0eserver_time_ms\x18\x08 \x01(\x03\"E\n\x0e\x45nrollResponse\x12\x33\n\x08identity\x18\x01 \x01(\x0b\x32!.centre.gateway.v1.IssuedIdentity\"a\n\x0cRenewRequest\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x0f\n\x07\x63sr_der\x18\x02 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"D\n\rRenewResponse\x12\x33\n\x08identity\x18\x01 \x01(\x0b\x32!.centre.gateway.v1.IssuedIdentity\"\r\n\x0bPingRequest\"Z\n\x0cPingResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x65ntre\x18\x02 \x01(\t\x12\x10\n\x08province\x18\x03 \x01(\t\x12\x16\n\x0eserver_time_ms\x18\x04 \x01(\x03\",\n\x0b\x44octorCheck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07outcome\x18\x02 \x01(\t\"e\n\x0c\x44octorReport\x12.\n\x06\x63hecks\x18\x01 \x03(\x0b\x32\x1e.centre.gateway.v1.DoctorCheck\x12\x0e\n\x06passed\x18\x02 \x01(\x08\x12\x15\n\ragent_time_ms\x18\x03 \x01(\x03\"#\n\tDoctorAck\x12\x16\n\x0eserver_time_ms\x18\x01 \x01(\x03\".\n\x15GetTrustBundleRequest\x12\x15\n\rknown_version\x18\x01 \x01(\t\"u\n\x0bTrustBundle\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x14\n\x0cnot_modified\x18\x02 \x01(\x08\x12\x19\n\x11\x63sca_certificates\x18\x03 \x03(\x0c\x12\x0c\n\x04\x63rls\x18\x04 \x03(\x0c\x12\x16\n\x0eserver_time_ms\x18\x05 \x01(\x03*\x8c\x01\n\x0f\x45nrolmentStatus\x12 \n\x1c\x45NROLMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45NROLMENT_STATUS_ACTIVE\x10\x01\x12\x1c\n\x18\x45NROLMENT_STATUS_PENDING\x10\x02\x12\x1c\n\x18\x45NROLMENT_STATUS_REVOKED\x10\x03\x32\xa7\x01\n\nEnrollment\x12M\n\x06\x45nroll\x12 .centre.gateway.v1.EnrollRequest\x1a!.centre.gateway.v1.EnrollResponse\x12J\n\x05Renew\x12\x1f.centre.gateway.v1.RenewRequest\x1a .centre.gateway.v1.RenewResponse2\x80\x02\n\nAgentCheck\x12G\n\x04Ping\x12\x1e.centre.gateway.v1.PingRequest\x1a\x1f.centre.gateway.v1.PingResponse\x12M\n\x0cReportDoctor\x12\x1f.centre.gateway.v1.DoctorReport\x1a\x1c.centre.gateway.v1.DoctorAck\x12Z\n\x0eGetTrustBundle\x12(.centre.gateway.v1.GetTrustBundleRequest\x1a\x1e.centre.gateway.v1.TrustBundleb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'centre.gateway.v1.enrollment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENROLMENTSTATUS']._serialized_start=1034
-  _globals['_ENROLMENTSTATUS']._serialized_end=1174
+  _globals['_ENROLMENTSTATUS']._serialized_start=1201
+  _globals['_ENROLMENTSTATUS']._serialized_end=1341
   _globals['_MACHINEIDENTITY']._serialized_start=57
   _globals['_MACHINEIDENTITY']._serialized_end=128
   _globals['_ENROLLREQUEST']._serialized_start=131
@@ -55,8 +55,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DOCTORREPORT']._serialized_end=994
   _globals['_DOCTORACK']._serialized_start=996
   _globals['_DOCTORACK']._serialized_end=1031
-  _globals['_ENROLLMENT']._serialized_start=1177
-  _globals['_ENROLLMENT']._serialized_end=1344
-  _globals['_AGENTCHECK']._serialized_start=1347
-  _globals['_AGENTCHECK']._serialized_end=1511
+  _globals['_GETTRUSTBUNDLEREQUEST']._serialized_start=1033
+  _globals['_GETTRUSTBUNDLEREQUEST']._serialized_end=1079
+  _globals['_TRUSTBUNDLE']._serialized_start=1081
+  _globals['_TRUSTBUNDLE']._serialized_end=1198
+  _globals['_ENROLLMENT']._serialized_start=1344
+  _globals['_ENROLLMENT']._serialized_end=1511
+  _globals['_AGENTCHECK']._serialized_start=1514
+  _globals['_AGENTCHECK']._serialized_end=1770
 # @@protoc_insertion_point(module_scope)
