@@ -18,8 +18,9 @@ from agent.domain.events import Event, EventKind
 from agent.drivers.base import Device, DriverContext
 
 if TYPE_CHECKING:
-    from agent.drivers.idcard.trust_bundle import DistributedTrust
     from zeroconf.asyncio import AsyncZeroconf
+
+    from agent.drivers.idcard.trust_bundle import DistributedTrust
 
 T = TypeVar("T")
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
+from agent.drivers.idcard.trust_bundle import TrustBundleHealth
 from agent.errors import ConfigError
 from agent.uplink.backoff import BackoffPolicy
 from agent.uplink.credentials import StaticTokenCredentials, UplinkCredentials
@@ -68,7 +70,8 @@ class Uplink:
     def __init__(self, options: UplinkOptions, source: HealthSource, state_dir: Path, *, version: str,
                  config_hash: str, registry: CollectorRegistry | None = None,
                  credentials: UplinkCredentials | None = None, renewer: Renewer | None = None,
-                 trust: TrustRefresher | None = None) -> None:
+                 trust: TrustRefresher | None = None,
+                 trust_health: Callable[[], TrustBundleHealth] | None = None) -> None:
         if credentials is None:
             roots = Path(options.ca_file).read_bytes() if options.ca_file else None
             credentials = StaticTokenCredentials(options.token, root_certificates=roots)
@@ -81,6 +84,7 @@ class Uplink:
                                     diff_interval=options.diff_seconds, snapshot_interval=options.snapshot_seconds,
                                     backoff=BackoffPolicy(first_delay_max=options.first_delay_max_seconds))
         self.reporter = HealthReporter(source, facts, credentials, self.outbox, settings, metrics=self.metrics)
+        self.reporter.trust_health = trust_health
         self.renewer = renewer
         self.trust = trust
         self._task: asyncio.Task[None] | None = None

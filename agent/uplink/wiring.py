@@ -59,4 +59,5 @@ def build_uplink(runtime: AgentRuntime) -> Uplink | None:
              if credentials is not None else None)
     return Uplink(options, RegistryHealthSource(runtime.registry, runtime.bus), runtime.state_dir,
                   version=runtime.version, config_hash=runtime.config.digest(), registry=runtime.metrics.registry,
-                  credentials=credentials, renewer=renewer, trust=trust)
+                  credentials=credentials, renewer=renewer, trust=trust,
+                  trust_health=runtime.trust.health if trust is not None else None)

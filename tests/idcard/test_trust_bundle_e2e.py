@@ -18,15 +18,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
 from cryptography import x509
 
 from agent.drivers.idcard import mrz
 from agent.drivers.idcard.trust_bundle import BUNDLE_FILE
 from agent.simulator.emrtd import sample_cccd
+from centre.agent.v1 import agent_pb2, agent_pb2_grpc
+from tests.gateway.conftest import postgres, store_spec  # noqa: F401 - shared fixtures
 from tests.idcard.pcsc_testbed import REPO_ROOT, PcscdPeer, VpcdCardProcess, wait_for_card
 from tests.idcard.test_pcsc_agent import pcsc_device
 from tests.provisioning.conftest import CENTRE, pgateway, pgateway_factory  # noqa: F401 - shared fixtures
-from tests.provisioning.conftest import postgres, store_spec  # noqa: F401 - shared fixtures
 from tests.provisioning.master_list import openssl_master_list
 from tests.provisioning.pki import ProvisioningGateway
 from tests.support.agent_process import AgentProcess, start_agent
@@ -40,6 +42,13 @@ def _read(agent: AgentProcess, device_id: str) -> dict[str, Any]:
     assert out.returncode == 0, out.stderr
     result: dict[str, Any] = json.loads(out.stdout)
     return result
+
+
+def _health(agent: AgentProcess) -> agent_pb2.AgentHealth:
+    with grpc.insecure_channel(f"unix://{agent.socket}") as channel:
+        reply: agent_pb2.AgentHealth = agent_pb2_grpc.AgentServiceStub(channel).GetHealth(
+            agent_pb2.GetHealthRequest(), timeout=30)
+    return reply
 
 
 def _held_version(state: Path, wanted: str, agent: AgentProcess) -> None:
@@ -87,6 +96,9 @@ def test_master_list_imported_at_the_gateway_makes_cards_valid_at_the_counter(
         _held_version(state, listing["version"], agent)
         saved = state / BUNDLE_FILE
         assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+        health = _health(agent)
+        assert health.trust_bundle_version == listing["version"]
+        assert health.trust_bundle_age_seconds < 60
         device = pcsc_device(agent)
         result = _read(agent, device["id"])
         assert result["verification"]["passive"] == "valid", result["verification"]
