@@ -87,3 +87,19 @@ def test_a_crl_needs_its_csca_in_the_bundle_and_other_files_are_refused() -> Non
         entries_from_file(forged, "forged.crl", bundle)
     with pytest.raises(InvalidRequestError, match="neither a certificate, an ICAO master list nor a CRL"):
         entries_from_file(b"hello", "notes.txt", [])
+
+
+async def test_the_trust_bundle_an_agent_holds_is_kept_from_its_beats_and_reports(store: FleetStore) -> None:
+    from gateway.convert import health_pb
+    from gateway.model import AgentHealthInfo, AgentRef, AgentReport, Beat
+
+    agent = AgentRef("hn-bd-001-pc07", "HN", "HN-BD-001")
+    held = AgentHealthInfo("0.2.0", 5, "pc07", "abc", 0, "4.0123456789abcdef", 120)
+    await store.save_beats([Beat(agent, held, 30, 5_000)])
+    [row] = await store.agents()
+    assert (row.health.trust_bundle_version, row.health.trust_bundle_age_seconds) == ("4.0123456789abcdef", 120)
+    newer = AgentHealthInfo("0.2.0", 9, "pc07", "abc", 0, "5.fedcba9876543210", 3)
+    await store.apply_reports([AgentReport(agent, 1, (), 6_000, newer)])
+    [row] = await store.agents()
+    assert row.health == newer
+    assert health_pb(row.health).trust_bundle_version == "5.fedcba9876543210"

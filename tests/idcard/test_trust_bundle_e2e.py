@@ -25,6 +25,8 @@ from agent.drivers.idcard import mrz
 from agent.drivers.idcard.trust_bundle import BUNDLE_FILE
 from agent.simulator.emrtd import sample_cccd
 from centre.agent.v1 import agent_pb2, agent_pb2_grpc
+from centre.gateway.v1 import fleet_pb2, fleet_pb2_grpc
+from tests.gateway.client import ADMIN_MD
 from tests.gateway.conftest import postgres, store_spec  # noqa: F401 - shared fixtures
 from tests.idcard.pcsc_testbed import REPO_ROOT, PcscdPeer, VpcdCardProcess, wait_for_card
 from tests.idcard.test_pcsc_agent import pcsc_device
@@ -49,6 +51,20 @@ def _health(agent: AgentProcess) -> agent_pb2.AgentHealth:
         reply: agent_pb2.AgentHealth = agent_pb2_grpc.AgentServiceStub(channel).GetHealth(
             agent_pb2.GetHealthRequest(), timeout=30)
     return reply
+
+
+def _reported_version(gateway: ProvisioningGateway) -> str:
+    """The trust bundle version the gateway last heard from the agent (waits for one)."""
+    creds = grpc.ssl_channel_credentials(gateway.ca_file.read_bytes())
+    with grpc.secure_channel(gateway.enroll_target, creds) as channel:
+        fleet = fleet_pb2_grpc.FleetQueryStub(channel)
+        for _ in range(200):
+            agents = fleet.ListAgents(fleet_pb2.ListAgentsRequest(centre=CENTRE), metadata=ADMIN_MD,
+                                      timeout=10).agents
+            if agents and agents[0].health.trust_bundle_version:
+                return str(agents[0].health.trust_bundle_version)
+            time.sleep(0.1)
+    raise AssertionError("no heartbeat with a trust bundle version reached the gateway")
 
 
 def _held_version(state: Path, wanted: str, agent: AgentProcess) -> None:
@@ -90,7 +106,8 @@ def test_master_list_imported_at_the_gateway_makes_cards_valid_at_the_counter(
     pgateway.cli("approve", "hn-bd-001-001")
     config = tmp_path / "agent.toml"
     # no csca_dir: the only CSCAs the agent has are the gateway's
-    config.write_text("[idcard]\ntrust_refresh_seconds = 0.5\n\n[drivers.pcsc]\nenabled = true\n")
+    config.write_text("[idcard]\ntrust_refresh_seconds = 0.5\n\n[drivers.pcsc]\nenabled = true\n\n"
+                      "[uplink]\nheartbeat_seconds = 0.5\nfirst_delay_max_seconds = 0.1\n")
     agent = start_agent(tmp_path / "agent", simulate=False, config=config)
     try:
         _held_version(state, listing["version"], agent)
@@ -99,6 +116,7 @@ def test_master_list_imported_at_the_gateway_makes_cards_valid_at_the_counter(
         health = _health(agent)
         assert health.trust_bundle_version == listing["version"]
         assert health.trust_bundle_age_seconds < 60
+        assert _reported_version(pgateway) == listing["version"]  # the uplink's heartbeat carries it
         device = pcsc_device(agent)
         result = _read(agent, device["id"])
         assert result["verification"]["passive"] == "valid", result["verification"]
