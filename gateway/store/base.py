@@ -138,7 +138,8 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
 )
 
 _AGENT_COLUMNS = ("agent_id, province, centre, host, version, uptime_seconds, config_hash, "
-                  "certificate_not_after, interval_s, epoch, acked_seq, last_seen_ms, first_seen_ms, trust_version, trust_age_s")
+                  "certificate_not_after, interval_s, epoch, acked_seq, last_seen_ms, first_seen_ms, "
+                  "trust_version, trust_age_s")
 _DEVICE_COLUMNS = ("agent_id, device_id, kind, backend, name, vendor, model, state, last_error, "
                    "conditions, supplies, counters, state_since_ms, problem_since_ms, updated_ms")
 
