@@ -12,8 +12,10 @@ never hold the agent's event loop. pcscd down: every reader reports ``error`` (c
 Backend options (``[drivers.pcsc]``):
 
 ``csca_dir``
-    Directory of CSCA certificates (PEM/DER) and ICAO master lists for passive
-    authentication. Without it every card's issuer is ``unknown_issuer``.
+    Directory of CSCA certificates (PEM/DER), ICAO master lists and DS CRLs (``.crl``) for
+    passive authentication. An enrolled agent adds the gateway's trust bundle to it
+    (:class:`~agent.drivers.idcard.trust_bundle.DistributedTrust`). With neither, every
+    card's issuer is ``unknown_issuer``.
 ``extended_length``
     ``auto`` (default), ``always`` or ``never``: see
     :func:`~agent.drivers.idcard.pcsc.choose_extended_length`.

@@ -1,5 +1,6 @@
 """CSCA trust store: country signing CA certificates from a directory of PEM/DER files and
-from ICAO master lists (CMS SignedData of a CscaMasterList, eContentType 2.23.136.1.1.2).
+from ICAO master lists (CMS SignedData of a CscaMasterList, eContentType 2.23.136.1.1.2),
+plus the CSCAs' CRLs of Document Signer certificates (``.crl``).
 
 Loading reads files: call it at start-up (through ``ctx.run_blocking`` from async code).
 """
