@@ -57,6 +57,7 @@ class DiscoverySection:
 @dataclass(frozen=True)
 class IdCardSection:
     csca_dir: str = ""  # directory of trusted CSCA certificates (PEM/DER) and master lists
+    trust_refresh_seconds: float = 3600.0  # how often an enrolled agent fetches the gateway's trust bundle
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class DoctorSection:
 
     expect: list[str] = field(default_factory=list)  # families each counter must have; [] = those of the on backends
     wait_seconds: float = 60.0  # how long each prompt (insert the test card, place a finger...) waits
+    max_trust_age_days: float = 7.0  # an enrolled agent's trust bundle older than this FAILs
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,8 @@ def validate_semantics(config: AgentConfig) -> None:
     if config.web.rate_per_second <= 0 or config.web.rate_burst < 1:
         raise ConfigError(f"{file}: web.rate_per_second and web.rate_burst must be positive")
     _validate_doctor(config.doctor, file)
+    if config.idcard.trust_refresh_seconds <= 0:
+        raise ConfigError(f"{file}: idcard.trust_refresh_seconds must be positive")
 
 
 def _validate_doctor(doctor: DoctorSection, file: str) -> None:
@@ -235,6 +239,8 @@ def _validate_doctor(doctor: DoctorSection, file: str) -> None:
                               f"({', '.join(families)})")
     if doctor.wait_seconds <= 0:
         raise ConfigError(f"{file}: doctor.wait_seconds must be positive")
+    if doctor.max_trust_age_days <= 0:
+        raise ConfigError(f"{file}: doctor.max_trust_age_days must be positive")
 
 
 def normalize_origin(value: str) -> str:

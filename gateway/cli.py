@@ -4,6 +4,7 @@
     centre-gateway fleet [--json] [--config FILE] [--gateway HOST:PORT]
     centre-gateway devices --problem [--json] [--config FILE] [--gateway HOST:PORT]
     centre-gateway centre|token|pc|agents|approve|revoke ...   (provisioning, gateway/provision_cli.py)
+    centre-gateway trust import|list|remove ...                (trust bundle, gateway/trust_cli.py)
 
 Exit codes: 0 ok, 1 the gateway could not be reached or failed, 2 bad usage or config.
 """
@@ -27,7 +28,7 @@ import grpc
 from agent.errors import AgentError, ConfigError
 from agent.systemd_notify import notify_service_manager
 from centre.gateway.v1 import fleet_pb2, fleet_pb2_grpc, reporting_pb2
-from gateway import provision_cli
+from gateway import provision_cli, trust_cli
 from gateway.config import GatewayConfig, load_config
 from gateway.config_file import add_config_option, config_path
 
@@ -52,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
             query.add_argument("--problem", action="store_true", required=True,
                                help="list current problems, worst and oldest first")
     provision_cli.register(sub)
+    trust_cli.register(sub)
     return parser
 
 
@@ -179,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"centre-gateway: config error: {exc}", file=sys.stderr)
             return 2
         return 0
-    if args.command in provision_cli.COMMANDS:
+    if args.command in provision_cli.COMMANDS or args.command in trust_cli.COMMANDS:
         try:
+            if args.command in trust_cli.COMMANDS:
+                return trust_cli.run(args, config)
             return provision_cli.run(args, config)
         except AgentError as exc:
             print(f"centre-gateway: {exc.message}", file=sys.stderr)

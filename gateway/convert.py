@@ -79,6 +79,8 @@ def agent_health(msg: reporting_pb2.AgentHealth) -> AgentHealthInfo:
         host=_text(msg.host, "health.host", 128),
         config_hash=_text(msg.config_hash, "health.config_hash", 128),
         certificate_not_after=msg.certificate_not_after,
+        trust_bundle_version=_text(msg.trust_bundle_version, "health.trust_bundle_version", 64),
+        trust_bundle_age_seconds=min(msg.trust_bundle_age_seconds, 2**62),
     )
 
 
@@ -170,7 +172,9 @@ def identity_pb(agent: AgentRef) -> reporting_pb2.AgentIdentity:
 def health_pb(health: AgentHealthInfo) -> reporting_pb2.AgentHealth:
     return reporting_pb2.AgentHealth(version=health.version, uptime_seconds=health.uptime_seconds,
                                      host=health.host, config_hash=health.config_hash,
-                                     certificate_not_after=health.certificate_not_after)
+                                     certificate_not_after=health.certificate_not_after,
+                                     trust_bundle_version=health.trust_bundle_version,
+                                     trust_bundle_age_seconds=health.trust_bundle_age_seconds)
 
 
 def device_pb(report: DeviceReport) -> reporting_pb2.DeviceStatus:

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from grpc import aio
 
-from agent.errors import ForbiddenError, InvalidRequestError, UnauthenticatedError
+from agent.errors import ForbiddenError, InvalidRequestError, NotFoundError, UnauthenticatedError
 from centre.gateway.v1 import enrollment_pb2, enrollment_pb2_grpc
 from gateway.auth import CallerCredentials
 from gateway.ca import CertIdentity, CertificateAuthority, identity_of, parse_csr, spki_fingerprint
@@ -35,6 +35,8 @@ from gateway.metrics import GatewayMetrics
 from gateway.model import AgentRef
 from gateway.service import _caller, _Guard
 from gateway.store.identity import ACTIVE, PENDING, REVOKED, AccessList, Assigned, IdentityRegistry, IssuedCert, Machine
+from gateway.store.trust import TrustRegistry
+from gateway.trust import CRL, CSCA
 
 log = logging.getLogger(__name__)
 
@@ -234,10 +236,30 @@ _OUTCOMES = frozenset({"pass", "fail", "warn", "skip"})
 class AgentCheckService(enrollment_pb2_grpc.AgentCheckServicer):
     """Ping (identity + gateway time) and doctor results, for enrolled agents over mTLS."""
 
-    def __init__(self, auth: CertificateAuthenticator, registry: IdentityRegistry, metrics: GatewayMetrics) -> None:
+    def __init__(self, auth: CertificateAuthenticator, registry: IdentityRegistry, metrics: GatewayMetrics,
+                 trust: TrustRegistry | None = None) -> None:
         self._auth = auth
         self._registry = registry
+        self._trust = trust
         self._guard = _Guard(metrics, None)
+
+    async def GetTrustBundle(self, request: enrollment_pb2.GetTrustBundleRequest,
+                             context: aio.ServicerContext[enrollment_pb2.GetTrustBundleRequest,
+                                                          enrollment_pb2.TrustBundle],
+                             ) -> enrollment_pb2.TrustBundle:
+        async def handle() -> enrollment_pb2.TrustBundle:
+            self._auth.identity(_caller(context))
+            if self._trust is None:
+                raise NotFoundError("this gateway serves no trust bundle")
+            bundle = await self._trust.bundle()
+            now_ms = int(time.time() * 1000)
+            if request.known_version == bundle.version:
+                return enrollment_pb2.TrustBundle(version=bundle.version, not_modified=True, server_time_ms=now_ms)
+            return enrollment_pb2.TrustBundle(
+                version=bundle.version, server_time_ms=now_ms,
+                csca_certificates=[e.der for e in bundle.entries if e.kind == CSCA],
+                crls=[e.der for e in bundle.entries if e.kind == CRL])
+        return await self._guard.run("GetTrustBundle", context, 0, handle)
 
     async def Ping(self, request: enrollment_pb2.PingRequest,
                    context: aio.ServicerContext[enrollment_pb2.PingRequest, enrollment_pb2.PingResponse],

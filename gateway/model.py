@@ -62,6 +62,8 @@ class AgentHealthInfo:
     host: str = ""
     config_hash: str = ""
     certificate_not_after: int = 0  # Unix seconds, 0 = none
+    trust_bundle_version: str = ""  # the ID-card trust bundle the agent holds, "" = none
+    trust_bundle_age_seconds: int = 0  # since the gateway confirmed it, as of the agent's last report
 
 
 @dataclass(frozen=True, slots=True)

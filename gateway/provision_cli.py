@@ -80,10 +80,10 @@ async def _with_registry(config: GatewayConfig, work: Callable[[IdentityRegistry
     finally:
         await store.close()
         if config.storage_backend == "sqlite":
-            _give_to_service(Path(config.storage_path))
+            give_to_service(Path(config.storage_path))
 
 
-def _give_to_service(db: Path) -> None:
+def give_to_service(db: Path) -> None:
     """These commands run as root on the gateway host, the gateway as the owner of the database's
     directory (centre-gateway): a database file SQLite just created as root goes to that owner, or
     the service could not write it."""

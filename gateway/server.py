@@ -116,6 +116,7 @@ class Gateway:
             Provisioner,
         )
         from gateway.store.identity import IdentityRegistry
+        from gateway.store.trust import TrustRegistry
 
         config = self.config
 
@@ -132,7 +133,8 @@ class Gateway:
         await access.refresh()
         self._tasks.append(asyncio.create_task(access.run(), name="access-refresh"))
         auth = CertificateAuthenticator(access)
-        enrollment_pb2_grpc.add_AgentCheckServicer_to_server(AgentCheckService(auth, registry, self.metrics),
+        enrollment_pb2_grpc.add_AgentCheckServicer_to_server(AgentCheckService(auth, registry, self.metrics,
+                                                                               TrustRegistry(self.store)),
                                                              reporting)
         mtls = grpc.ssl_server_credentials([(key_pem, cert_pem)], root_certificates=ca.cert_pem,
                                            require_client_auth=True)

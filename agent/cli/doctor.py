@@ -68,7 +68,8 @@ async def _doctor(args: argparse.Namespace) -> Report:
         from agent.doctor.gateway_checks import run_gateway_checks, send_report
 
         state_dir = Path(args.state_dir or config.agent.state_dir)
-        facts = await run_gateway_checks(report, state_dir, endpoint=config.uplink.gateway, simulate=args.simulate)
+        facts = await run_gateway_checks(report, state_dir, endpoint=config.uplink.gateway, simulate=args.simulate,
+                                         max_trust_age_days=config.doctor.max_trust_age_days)
         if facts.endpoint:
             await send_report(report, state_dir, facts.endpoint)
     return report

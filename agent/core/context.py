@@ -20,6 +20,8 @@ from agent.drivers.base import Device, DriverContext
 if TYPE_CHECKING:
     from zeroconf.asyncio import AsyncZeroconf
 
+    from agent.drivers.idcard.trust_bundle import DistributedTrust
+
 T = TypeVar("T")
 
 
@@ -53,8 +55,10 @@ class SharedZeroconf:
 
 class CoreDriverContext(DriverContext):
     def __init__(self, backend: str, registry: DeviceRegistry, bus: EventBus, executor: ThreadPoolExecutor,
-                 zeroconf: SharedZeroconf, state_dir: Path, simulate: bool) -> None:
+                 zeroconf: SharedZeroconf, state_dir: Path, simulate: bool,
+                 trust: DistributedTrust | None = None) -> None:
         self._backend = backend
+        self._trust = trust
         self._registry = registry
         self._bus = bus
         self._executor = executor
@@ -101,3 +105,6 @@ class CoreDriverContext(DriverContext):
 
     async def zeroconf(self) -> AsyncZeroconf:
         return await self._zeroconf.get()
+
+    def distributed_trust(self) -> DistributedTrust | None:
+        return self._trust

@@ -18,6 +18,7 @@ from agent.core.leases import LeaseManager
 from agent.core.printing import PrinterQueues
 from agent.core.registry import DeviceRegistry
 from agent.drivers.base import DeviceBackend
+from agent.drivers.idcard.trust_bundle import DistributedTrust
 from agent.drivers.options import DriverOptions, PcscOptions, SimIdCardOptions
 from agent.drivers.presence import PresenceProbe, probe
 from agent.drivers.registry import SIMULATED_BACKENDS, load_backend_class
@@ -48,7 +49,10 @@ class AgentRuntime:
         self.state_dir = Path(config.agent.state_dir)
         self.metrics = metrics or AgentMetrics()
         self.bus = EventBus()
-        known_path = self.state_dir / "known-devices.json" if self._state_dir_usable() else None
+        usable = self._state_dir_usable()
+        known_path = self.state_dir / "known-devices.json" if usable else None
+        #: the gateway's trust bundle (last good copy in the state dir; the uplink refreshes it)
+        self.trust = DistributedTrust(self.state_dir if usable else None)
         self.registry = DeviceRegistry(self.bus, KnownDeviceStore(known_path), config.agent.debounce_seconds)
         self.leases = LeaseManager(self.registry, config.agent.default_lease_seconds,
                                    config.agent.max_lease_seconds)
@@ -82,6 +86,7 @@ class AgentRuntime:
         return options
 
     async def start(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self.executor, self.trust.load)
         for decision in self.backend_decisions:
             log.info("backend %s %s: %s", decision.name, "on" if decision.runs else "off", decision.reason)
         for name in self.backend_names():
@@ -94,7 +99,7 @@ class AgentRuntime:
                 continue
             options = self._options(name)
             ctx = CoreDriverContext(name, self.registry, self.bus, self.executor, self.zeroconf,
-                                    self.state_dir, self.simulate)
+                                    self.state_dir, self.simulate, self.trust)
             try:
                 backend = cls(ctx, options)
                 await backend.start()

@@ -64,7 +64,8 @@ def explain_passive(read: ipb.ReadCardResponse, csca_dir: str) -> tuple[Outcome,
         where = (f"in {csca_dir} ([idcard] csca_dir)" if csca_dir
                  else f"in a directory set as [idcard] csca_dir (the package uses {PACKAGED_CSCA_DIR})")
         detail += (f". Install {which}, or an ICAO master list holding it, as a PEM or DER file {where}, "
-                   "then restart the agent")
+                   "then restart the agent; or, on an enrolled PC, import it at the gateway "
+                   "(`centre-gateway trust import FILE`): the agent fetches it by itself")
     return Outcome.FAIL, detail
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from grpc import aio
 
 from agent.doctor.checks import Outcome, Report
+from agent.drivers.idcard.trust_bundle import DistributedTrust
 from agent.provisioning.credentials import ClientCertificateCredentials
 from agent.provisioning.identity import IdentityStore, renew_at
 from centre.gateway.v1 import enrollment_pb2, enrollment_pb2_grpc
@@ -32,8 +33,27 @@ def _channel(store: IdentityStore, endpoint: str) -> aio.Channel:
     return aio.secure_channel(endpoint, creds)
 
 
+def trust_bundle_check(state_dir: Path, max_age_days: float, *, simulate: bool = False,
+                       now: float | None = None) -> tuple[Outcome, str]:
+    """The gateway's trust bundle as this PC holds it (``<state_dir>/trust-bundle.json``): FAIL
+    when the gateway last confirmed it more than ``max_age_days`` ago, or when there is none
+    (WARN with ``--simulate``: the doctor's private agent has no uplink to fetch one)."""
+    trust = DistributedTrust(state_dir)
+    trust.load()
+    bundle, health = trust.current, trust.health(now)
+    if bundle is None:
+        return (Outcome.WARN if simulate else Outcome.FAIL), (
+            f"none in {state_dir} (the running agent fetches it from the gateway; is it running?)")
+    days = health.age_seconds / 86400
+    detail = (f"version {health.version}: {len(bundle.certificates)} CSCA, {len(bundle.crls)} CRL, "
+              f"confirmed {days:.1f} days ago")
+    if days > max_age_days:
+        return Outcome.FAIL, f"{detail}, older than {max_age_days:g} days ([doctor] max_trust_age_days)"
+    return Outcome.PASS, detail
+
+
 async def run_gateway_checks(report: Report, state_dir: Path, *, endpoint: str = "", simulate: bool = False,
-                             timeout: float = 10.0) -> GatewayFacts:
+                             timeout: float = 10.0, max_trust_age_days: float = 7.0) -> GatewayFacts:
     store = IdentityStore(state_dir)
     facts = GatewayFacts()
     if not store.present:
@@ -78,6 +98,11 @@ async def run_gateway_checks(report: Report, state_dir: Path, *, endpoint: str =
     await report.run("certificate valid", certificate)
     await report.run("gateway reachable", reachable)
     await report.run("clock skew", skew)
+
+    async def trust_bundle() -> tuple[Outcome, str]:
+        return trust_bundle_check(state_dir, max_trust_age_days, simulate=simulate)
+
+    await report.run("trust bundle", trust_bundle)
     return facts
 
 

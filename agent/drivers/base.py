@@ -62,6 +62,8 @@ from agent.drivers.options import DriverOptions
 if TYPE_CHECKING:
     from zeroconf.asyncio import AsyncZeroconf
 
+    from agent.drivers.idcard.trust_bundle import DistributedTrust
+
 T = TypeVar("T")
 
 #: Backend options: the checked ``[drivers.<backend>]`` table of the agent config, or a plain
@@ -115,6 +117,11 @@ class DriverContext(abc.ABC):
     @abc.abstractmethod
     async def zeroconf(self) -> AsyncZeroconf:
         """The agent's shared mDNS/DNS-SD instance, bound to the configured interfaces."""
+
+    def distributed_trust(self) -> DistributedTrust | None:
+        """The trust bundle fetched from the gateway (ID-card backends add it to their
+        ``csca_dir``), or None where there is none (tests, tools)."""
+        return None
 
 
 class Device(abc.ABC):

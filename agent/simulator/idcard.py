@@ -239,7 +239,8 @@ class SimulatedIdCardBackend(SingleDeviceBackend):
     async def trust_store(self) -> TrustStore:
         if self._trust is None:
             raise DeviceUnavailableError("the simulated reader is not started")
-        return self._trust
+        distributed = self._ctx.distributed_trust()
+        return distributed.with_local(self._trust) if distributed is not None else self._trust
 
     def make_device(self, descriptor: DeviceDescriptor) -> SimulatedIdCardReader:
         return SimulatedIdCardReader(descriptor, self._ctx, self)

@@ -31,6 +31,7 @@ from grpc import aio
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from agent.domain.device import DeviceInfo, DeviceState, Severity
+from agent.drivers.idcard.trust_bundle import TrustBundleHealth
 from agent.uplink.backoff import Backoff, BackoffPolicy
 from agent.uplink.credentials import UplinkCredentials
 from agent.uplink.outbox import KIND_SNAPSHOT, KIND_STATUS, Outbox, OutboxEntry
@@ -131,6 +132,8 @@ class HealthReporter:
                  run_blocking: RunBlocking | None = None, backoff: Backoff | None = None) -> None:
         self._source = source
         self._facts = facts
+        #: the trust bundle's version and age for every heartbeat (set by the uplink when enrolled)
+        self.trust_health: Callable[[], TrustBundleHealth] | None = None
         self._credentials = credentials
         self._outbox = outbox
         self.settings = settings
@@ -215,9 +218,12 @@ class HealthReporter:
 
     def _health(self) -> reporting_pb2.AgentHealth:
         f = self._facts
+        trust = self.trust_health() if self.trust_health is not None else None
         return reporting_pb2.AgentHealth(version=f.version, uptime_seconds=int(time.monotonic() - f.started_at),
                                          host=f.host, config_hash=f.config_hash,
-                                         certificate_not_after=self._credentials.certificate_not_after())
+                                         certificate_not_after=self._credentials.certificate_not_after(),
+                                         trust_bundle_version=trust.version if trust else "",
+                                         trust_bundle_age_seconds=int(trust.age_seconds) if trust else 0)
 
     async def _heartbeat(self, stub: reporting_pb2_grpc.AgentReportingAsyncStub) -> None:
         request = reporting_pb2.HeartbeatRequest(

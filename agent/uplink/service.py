@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
+from agent.drivers.idcard.trust_bundle import TrustBundleHealth
 from agent.errors import ConfigError
 from agent.uplink.backoff import BackoffPolicy
 from agent.uplink.credentials import StaticTokenCredentials, UplinkCredentials
@@ -27,6 +29,12 @@ OUTBOX_FILE = "uplink-outbox.db"
 
 class Renewer(Protocol):
     """Keeps the client certificate fresh (agent.provisioning.enroll.CertificateRenewer)."""
+
+    async def run(self) -> None: ...
+
+
+class TrustRefresher(Protocol):
+    """Keeps the gateway's trust bundle fresh (agent.uplink.trust_fetch.TrustFetcher)."""
 
     async def run(self) -> None: ...
 
@@ -61,7 +69,9 @@ class UplinkOptions:
 class Uplink:
     def __init__(self, options: UplinkOptions, source: HealthSource, state_dir: Path, *, version: str,
                  config_hash: str, registry: CollectorRegistry | None = None,
-                 credentials: UplinkCredentials | None = None, renewer: Renewer | None = None) -> None:
+                 credentials: UplinkCredentials | None = None, renewer: Renewer | None = None,
+                 trust: TrustRefresher | None = None,
+                 trust_health: Callable[[], TrustBundleHealth] | None = None) -> None:
         if credentials is None:
             roots = Path(options.ca_file).read_bytes() if options.ca_file else None
             credentials = StaticTokenCredentials(options.token, root_certificates=roots)
@@ -74,21 +84,26 @@ class Uplink:
                                     diff_interval=options.diff_seconds, snapshot_interval=options.snapshot_seconds,
                                     backoff=BackoffPolicy(first_delay_max=options.first_delay_max_seconds))
         self.reporter = HealthReporter(source, facts, credentials, self.outbox, settings, metrics=self.metrics)
+        self.reporter.trust_health = trust_health
         self.renewer = renewer
+        self.trust = trust
         self._task: asyncio.Task[None] | None = None
         self._renew_task: asyncio.Task[None] | None = None
+        self._trust_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self.reporter.run(), name="uplink")
         if self.renewer is not None and self._renew_task is None:
             self._renew_task = asyncio.create_task(self.renewer.run(), name="uplink-renew")
+        if self.trust is not None and self._trust_task is None:
+            self._trust_task = asyncio.create_task(self.trust.run(), name="uplink-trust")
 
     async def stop(self) -> None:
-        for task in (self._renew_task, self._task):
+        for task in (self._trust_task, self._renew_task, self._task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._task = self._renew_task = None
+        self._task = self._renew_task = self._trust_task = None
         self.outbox.close()

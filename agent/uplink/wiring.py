@@ -11,6 +11,7 @@ from agent.provisioning.enroll import CertificateRenewer
 from agent.provisioning.identity import IdentityInfo, IdentityStore
 from agent.uplink.service import Uplink, UplinkOptions
 from agent.uplink.source import RegistryHealthSource
+from agent.uplink.trust_fetch import TrustFetcher
 
 
 def machine_id() -> str:
@@ -54,6 +55,9 @@ def build_uplink(runtime: AgentRuntime) -> Uplink | None:
         return None
     credentials = ClientCertificateCredentials(store) if identity is not None else None
     renewer = CertificateRenewer(store) if identity is not None else None
+    trust = (TrustFetcher(credentials, options.gateway, runtime.trust, runtime.config.idcard.trust_refresh_seconds)
+             if credentials is not None else None)
     return Uplink(options, RegistryHealthSource(runtime.registry, runtime.bus), runtime.state_dir,
                   version=runtime.version, config_hash=runtime.config.digest(), registry=runtime.metrics.registry,
-                  credentials=credentials, renewer=renewer)
+                  credentials=credentials, renewer=renewer, trust=trust,
+                  trust_health=runtime.trust.health if trust is not None else None)

@@ -116,10 +116,30 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             centre TEXT NOT NULL REFERENCES centres (code),
             created_ms BIGINT NOT NULL)""",
     )),
+    (3, (  # trust bundle for passive authentication (issue 15): gateway/store/trust.py
+        """CREATE TABLE trust_entries (
+            fingerprint TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            country TEXT NOT NULL,
+            serial TEXT NOT NULL,
+            not_before_ms BIGINT NOT NULL,
+            not_after_ms BIGINT NOT NULL,
+            source TEXT NOT NULL,
+            der_b64 TEXT NOT NULL,
+            added_ms BIGINT NOT NULL)""",
+        """CREATE TABLE trust_changes (
+            id INTEGER PRIMARY KEY,
+            changes BIGINT NOT NULL,
+            changed_ms BIGINT NOT NULL)""",
+        "ALTER TABLE agents ADD COLUMN trust_version TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE agents ADD COLUMN trust_age_s BIGINT NOT NULL DEFAULT 0",
+    )),
 )
 
 _AGENT_COLUMNS = ("agent_id, province, centre, host, version, uptime_seconds, config_hash, "
-                  "certificate_not_after, interval_s, epoch, acked_seq, last_seen_ms, first_seen_ms")
+                  "certificate_not_after, interval_s, epoch, acked_seq, last_seen_ms, first_seen_ms, "
+                  "trust_version, trust_age_s")
 _DEVICE_COLUMNS = ("agent_id, device_id, kind, backend, name, vendor, model, state, last_error, "
                    "conditions, supplies, counters, state_since_ms, problem_since_ms, updated_ms")
 
@@ -244,10 +264,11 @@ class FleetStore(abc.ABC):
                                 (agent.agent_id,))
         if row is None:
             first = report.health or AgentHealthInfo()
-            await tx.execute(f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 - constant column lists only
+            await tx.execute(f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 - constant column lists only
                              (agent.agent_id, agent.province, agent.centre, first.host, first.version,
                               first.uptime_seconds, first.config_hash, first.certificate_not_after,
-                              60, report.epoch, 0, now, now))
+                              60, report.epoch, 0, now, now, first.trust_bundle_version,
+                              first.trust_bundle_age_seconds))
             acked = 0
         else:
             acked = int(row[1]) if int(row[0]) == report.epoch else 0
@@ -314,10 +335,11 @@ class FleetStore(abc.ABC):
         if health is not None:
             await tx.execute("UPDATE agents SET province = ?, centre = ?, epoch = ?, acked_seq = ?, "
                              "last_seen_ms = ?, host = ?, version = ?, uptime_seconds = ?, config_hash = ?, "
-                             "certificate_not_after = ? WHERE agent_id = ?",
+                             "certificate_not_after = ?, trust_version = ?, trust_age_s = ? WHERE agent_id = ?",
                              (agent.province, agent.centre, report.epoch, acked, now, health.host,
                               health.version, health.uptime_seconds, health.config_hash,
-                              health.certificate_not_after, agent.agent_id))
+                              health.certificate_not_after, health.trust_bundle_version,
+                              health.trust_bundle_age_seconds, agent.agent_id))
         else:
             await tx.execute("UPDATE agents SET province = ?, centre = ?, epoch = ?, acked_seq = ?, "
                              "last_seen_ms = ? WHERE agent_id = ?",
@@ -332,7 +354,8 @@ class FleetStore(abc.ABC):
         beats = sorted(beats, key=lambda b: b.agent.agent_id)  # same lock order as report batches
         rows = [(b.agent.agent_id, b.agent.province, b.agent.centre, b.health.host, b.health.version,
                  b.health.uptime_seconds, b.health.config_hash, b.health.certificate_not_after,
-                 b.interval_s, 0, 0, b.seen_ms, b.seen_ms) for b in beats]
+                 b.interval_s, 0, 0, b.seen_ms, b.seen_ms, b.health.trust_bundle_version,
+                 b.health.trust_bundle_age_seconds) for b in beats]
         for attempt in range(3):
             try:
                 await self._save_beat_rows(rows)
@@ -344,10 +367,11 @@ class FleetStore(abc.ABC):
     async def _save_beat_rows(self, rows: Sequence[Row]) -> None:
         async with self.transaction() as tx:
             await tx.executemany(
-                f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "  # noqa: S608 - constant column lists only
+                f"INSERT INTO agents ({_AGENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "  # noqa: S608 - constant column lists only
                 "ON CONFLICT (agent_id) DO UPDATE SET province = excluded.province, centre = excluded.centre, "
                 "host = excluded.host, version = excluded.version, uptime_seconds = excluded.uptime_seconds, "
                 "config_hash = excluded.config_hash, certificate_not_after = excluded.certificate_not_after, "
+                "trust_version = excluded.trust_version, trust_age_s = excluded.trust_age_s, "
                 "interval_s = excluded.interval_s, last_seen_ms = CASE WHEN excluded.last_seen_ms > "
                 "agents.last_seen_ms THEN excluded.last_seen_ms ELSE agents.last_seen_ms END", rows)
 
@@ -372,7 +396,8 @@ class FleetStore(abc.ABC):
         async with self.transaction() as tx:
             rows = await tx.fetchall(f"SELECT {_AGENT_COLUMNS} FROM agents ORDER BY centre, agent_id")  # noqa: S608 - constant column lists only
         return [AgentRow(AgentRef(str(r[0]), str(r[1]), str(r[2])),
-                         AgentHealthInfo(str(r[4]), int(r[5]), str(r[3]), str(r[6]), int(r[7])),
+                         AgentHealthInfo(str(r[4]), int(r[5]), str(r[3]), str(r[6]), int(r[7]), str(r[13]),
+                                         int(r[14])),
                          int(r[8]), int(r[9]), int(r[10]), int(r[11]), int(r[12])) for r in rows]
 
     @storage_unit

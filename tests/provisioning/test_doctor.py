@@ -35,6 +35,8 @@ def test_doctor_checks_the_gateway_and_reports_to_it(pgateway: ProvisioningGatew
     assert checks["gateway reachable"]["outcome"] == "pass"
     assert checks["clock skew"]["outcome"] == "pass"
     assert checks["result sent to the gateway"]["outcome"] == "pass"
+    # no agent ran to fetch the gateway's trust bundle; the simulated doctor only warns
+    assert checks["trust bundle"]["outcome"] == "warn"
     [row] = pgateway.agents()
     assert row["doctor"]["passed"] is True
     sent = {c["name"]: c["outcome"] for c in row["doctor"]["checks"]}

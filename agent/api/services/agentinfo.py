@@ -27,6 +27,7 @@ class AgentServiceCore:
 
     async def GetHealth(self, request: pb.GetHealthRequest, call: CallInfo) -> pb.AgentHealth:
         counts = Counter((i.family, i.state) for i in self._rt.registry.list(include_gone=True))
+        trust = self._rt.trust.health()
         msg = pb.AgentHealth(
             serving=True, uptime_seconds=int(time.time() - self._rt.started_at),
             devices=[pb.FamilyCount(family=convert.FAMILY_TO_PB[f], state=convert.STATE_TO_PB[s], count=n)
@@ -34,7 +35,8 @@ class AgentServiceCore:
             leases_held=self._rt.leases.held, event_clients=self._rt.bus.subscriber_count,
             backends=sorted(n for n, st in self._rt.backend_status.items() if st.running),
             backend_errors=self._rt.backend_problems(),
-            simulate=self._rt.simulate)
+            simulate=self._rt.simulate, trust_bundle_version=trust.version,
+            trust_bundle_age_seconds=int(trust.age_seconds))
         msg.started_at.CopyFrom(convert.timestamp(self._rt.started_at))
         return msg
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from agent.drivers.idcard.signatures import PublicKey, verify_certificate
@@ -133,3 +134,50 @@ def load_certificate_cached(der: bytes) -> Certificate:
     """:meth:`Certificate.load`, remembering the last certificates loaded (by their whole DER):
     the Document Signer certificate in EF.SOD is the same for a great many cards."""
     return Certificate.load(der)
+
+
+@dataclass(frozen=True)
+class RevocationList:
+    """A CRL of a CSCA: the Document Signer certificates it revoked."""
+
+    der: bytes
+    crl: x509.CertificateRevocationList
+    issuer_der: bytes
+
+    def __repr__(self) -> str:
+        return f"RevocationList({len(self.der)} bytes)"
+
+    @classmethod
+    def load(cls, data: bytes) -> RevocationList:
+        try:
+            crl = (x509.load_pem_x509_crl(data) if data.lstrip().startswith(b"-----")
+                   else x509.load_der_x509_crl(data))
+            der = crl.public_bytes(serialization.Encoding.DER)
+            return cls(der, crl, crl.issuer.public_bytes())
+        except ValueError as exc:
+            raise DataFormatError("not an X.509 CRL") from exc
+
+    def issuer_name(self) -> str:
+        return self.crl.issuer.rfc4514_string()
+
+    def signed_by(self, issuer: Certificate) -> bool:
+        key = issuer.public_key()
+        if key is None:
+            return False
+        try:
+            return self.crl.is_signature_valid(key)
+        except (TypeError, ValueError, UnsupportedAlgorithm):
+            return False
+
+    def revoked(self, cert: Certificate) -> str | None:
+        """Why ``cert`` is on this list (``revoked on DATE[, REASON]``), or None."""
+        serial = cert.fast.serial_number if cert.fast is not None else int(cert.asn1.serial_number)
+        entry = self.crl.get_revoked_certificate_by_serial_number(serial)
+        if entry is None:
+            return None
+        text = f"revoked on {entry.revocation_date_utc:%Y-%m-%d}"
+        try:
+            reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+        except x509.ExtensionNotFound:
+            return text
+        return f"{text}, {reason.name}"

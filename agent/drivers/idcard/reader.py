@@ -12,8 +12,10 @@ never hold the agent's event loop. pcscd down: every reader reports ``error`` (c
 Backend options (``[drivers.pcsc]``):
 
 ``csca_dir``
-    Directory of CSCA certificates (PEM/DER) and ICAO master lists for passive
-    authentication. Without it every card's issuer is ``unknown_issuer``.
+    Directory of CSCA certificates (PEM/DER), ICAO master lists and DS CRLs (``.crl``) for
+    passive authentication. An enrolled agent adds the gateway's trust bundle to it
+    (:class:`~agent.drivers.idcard.trust_bundle.DistributedTrust`). With neither, every
+    card's issuer is ``unknown_issuer``.
 ``extended_length``
     ``auto`` (default), ``always`` or ``never``: see
     :func:`~agent.drivers.idcard.pcsc.choose_extended_length`.
@@ -378,7 +380,8 @@ class PcscBackend(DeviceBackend):
         return ""
 
     async def trust_store(self) -> TrustStore:
-        """The CSCA store, loaded once (off the event loop) on first use."""
+        """The CSCA store of ``csca_dir``, loaded once (off the event loop) on first use, with the
+        gateway's trust bundle added when the agent has one."""
         from agent.drivers.idcard.trust_store import TrustStore
 
         async with self._trust_lock:
@@ -387,7 +390,9 @@ class PcscBackend(DeviceBackend):
                     self._trust = TrustStore()
                 else:
                     self._trust = await self._ctx.run_blocking(TrustStore.from_directory, self._csca_dir)
-            return self._trust
+            local = self._trust
+        distributed = self._ctx.distributed_trust()
+        return distributed.with_local(local) if distributed is not None else local
 
     def devices(self) -> Mapping[str, PcscIdCardReader]:
         """Readers currently known, by PC/SC reader name."""

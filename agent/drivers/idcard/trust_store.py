@@ -1,5 +1,6 @@
 """CSCA trust store: country signing CA certificates from a directory of PEM/DER files and
-from ICAO master lists (CMS SignedData of a CscaMasterList, eContentType 2.23.136.1.1.2).
+from ICAO master lists (CMS SignedData of a CscaMasterList, eContentType 2.23.136.1.1.2),
+plus the CSCAs' CRLs of Document Signer certificates (``.crl``).
 
 Loading reads files: call it at start-up (through ``ctx.run_blocking`` from async code).
 """
@@ -12,13 +13,14 @@ from pathlib import Path
 
 from asn1crypto import cms, core, pem, x509
 
-from agent.drivers.idcard.certificates import Certificate
+from agent.drivers.idcard.certificates import Certificate, RevocationList
 from agent.drivers.idcard.signatures import signed_content_verifies
 from agent.errors import ConfigError, DataFormatError
 
 ID_CSCA_MASTER_LIST = "2.23.136.1.1.2"
 _CERT_SUFFIXES = {".pem", ".crt", ".cer", ".der"}
 _MASTER_LIST_SUFFIXES = {".ml", ".ldif.ml", ".p7m", ".p7b"}
+_CRL_SUFFIXES = {".crl"}
 
 
 class CertificateSet(core.SetOf):  # type: ignore[misc]  # asn1crypto is untyped
@@ -27,6 +29,55 @@ class CertificateSet(core.SetOf):  # type: ignore[misc]  # asn1crypto is untyped
 
 class CscaMasterList(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
     _fields = [("version", core.Integer), ("cert_list", CertificateSet)]
+
+
+def read_master_list(data: bytes, known: list[Certificate] | tuple[Certificate, ...] = ()) -> list[Certificate]:
+    """The CSCA certificates of an ICAO master list (PEM or DER CMS SignedData).
+
+    The CMS signature must verify with the master-list signer's certificate (the one the
+    SignerInfo names, else the first), and that signer must be issued by a CSCA either in the
+    list itself or in ``known`` (an existing trust bundle); otherwise :class:`DataFormatError`.
+    """
+    if pem.detect(data):
+        _, _, data = pem.unarmor(data)
+    try:
+        info = cms.ContentInfo.load(data, strict=True)
+        signed = info["content"]
+        encap = signed["encap_content_info"]
+        if encap["content_type"].dotted != ID_CSCA_MASTER_LIST:
+            raise DataFormatError("not an ICAO CSCA master list")
+        raw = encap["content"].parsed.dump() if isinstance(
+            encap["content"], core.ParsableOctetString) else encap["content"].native
+        master = CscaMasterList.load(raw, strict=True)
+        certs = list(master["cert_list"])
+        signer = signed["signer_infos"][0]
+        candidates = [c.chosen for c in signed["certificates"] if c.name == "certificate"]
+        signer_cert = _named_signer(signer, candidates)
+    except DataFormatError:
+        raise
+    except Exception as exc:
+        raise DataFormatError("master list is not valid CMS") from exc
+    if not signed_content_verifies(signer, signer_cert, raw):
+        raise DataFormatError("master list signature does not verify")
+    loaded = [Certificate.load(c.dump()) for c in certs]
+    signer_loaded = Certificate.load(signer_cert.dump())
+    if not any(signer_loaded.names_issuer(c) and signer_loaded.issued_by(c) for c in [*loaded, *known]):
+        raise DataFormatError("master list signer is not issued by a CSCA in the list or the bundle")
+    return loaded
+
+
+def _named_signer(signer: cms.SignerInfo, candidates: list[x509.Certificate]) -> x509.Certificate:
+    sid = signer["sid"]
+    for cert in candidates:
+        if sid.name == "issuer_and_serial_number":
+            if (cert.serial_number == sid.chosen["serial_number"].native
+                    and cert.issuer == sid.chosen["issuer"]):
+                return cert
+        elif cert.key_identifier == sid.chosen.native:
+            return cert
+    if not candidates:
+        raise DataFormatError("master list carries no signer certificate")
+    return candidates[0]
 
 
 #: How many Document Signer certificates :meth:`TrustStore.find_issuer` remembers.
@@ -38,6 +89,7 @@ class TrustStore:
 
     def __init__(self) -> None:
         self._certs: dict[bytes, Certificate] = {}
+        self._crls: dict[bytes, RevocationList] = {}
         #: DS certificate DER -> the outcome of :meth:`find_issuer` (see there). Bounded.
         self._issuer_memo: dict[bytes, tuple[bool, Certificate | None]] = {}
         self._memo_lock = threading.Lock()
@@ -63,33 +115,45 @@ class TrustStore:
 
     def import_master_list(self, data: bytes) -> int:
         """Add every CSCA of a master list whose signature verifies; returns how many."""
-        if pem.detect(data):
-            _, _, data = pem.unarmor(data)
-        try:
-            info = cms.ContentInfo.load(data, strict=True)
-            signed = info["content"]
-            encap = signed["encap_content_info"]
-            if encap["content_type"].dotted != ID_CSCA_MASTER_LIST:
-                raise DataFormatError("not an ICAO CSCA master list")
-            raw = encap["content"].parsed.dump() if isinstance(
-                encap["content"], core.ParsableOctetString) else encap["content"].native
-            master = CscaMasterList.load(raw, strict=True)
-            certs = list(master["cert_list"])
-            signer = signed["signer_infos"][0]
-            signer_cert = next(c.chosen for c in signed["certificates"] if c.name == "certificate")
-        except DataFormatError:
-            raise
-        except Exception as exc:
-            raise DataFormatError("master list is not valid CMS") from exc
-        if not signed_content_verifies(signer, signer_cert, raw):
-            raise DataFormatError("master list signature does not verify")
-        loaded = [Certificate.load(c.dump()) for c in certs]
-        signer_loaded = Certificate.load(signer_cert.dump())
-        if not any(signer_loaded.names_issuer(c) and signer_loaded.issued_by(c) for c in loaded):
-            raise DataFormatError("master list signer is not issued by a CSCA in the list")
+        loaded = read_master_list(data)
         for cert in loaded:
             self._add(cert)
         return len(loaded)
+
+    def add_crl(self, data: bytes) -> RevocationList:
+        """Add one Document Signer CRL (DER or PEM). Its signature is checked against the
+        CSCA that names it when a certificate is judged (:meth:`revocation_of`)."""
+        crl = RevocationList.load(data)
+        self._crls[hashlib.sha256(crl.der).digest()] = crl
+        with self._memo_lock:
+            self._issuer_memo.clear()
+        return crl
+
+    def certificates(self) -> list[Certificate]:
+        return list(self._certs.values())
+
+    def crls(self) -> list[RevocationList]:
+        return list(self._crls.values())
+
+    @classmethod
+    def union(cls, *stores: TrustStore) -> TrustStore:
+        """A new store holding every CSCA and CRL of ``stores``."""
+        merged = cls()
+        for store in stores:
+            merged._certs.update(store._certs)
+            merged._crls.update(store._crls)
+        return merged
+
+    def revocation_of(self, cert: Certificate, issuer: Certificate) -> str | None:
+        """Why ``cert`` (issued by ``issuer``) is revoked according to a CRL of this store
+        signed by ``issuer``, or None when no such CRL lists it."""
+        for crl in self._crls.values():
+            if crl.issuer_der != issuer.subject_der or not crl.signed_by(issuer):
+                continue
+            revoked = crl.revoked(cert)
+            if revoked is not None:
+                return revoked
+        return None
 
     @classmethod
     def from_directory(cls, path: Path) -> TrustStore:
@@ -101,7 +165,9 @@ class TrustStore:
             if not entry.is_file():
                 continue
             data = entry.read_bytes()
-            if entry.suffix.lower() in _MASTER_LIST_SUFFIXES:
+            if entry.suffix.lower() in _CRL_SUFFIXES:
+                store.add_crl(data)
+            elif entry.suffix.lower() in _MASTER_LIST_SUFFIXES:
                 store.import_master_list(data)
             elif entry.suffix.lower() in _CERT_SUFFIXES:
                 store.add_certificate(data)

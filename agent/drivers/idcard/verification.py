@@ -115,6 +115,9 @@ def _chain(ds: Certificate, trust: TrustStore | None, now: dt.datetime) -> Check
         return CheckResult(Verdict.INVALID, ["DS certificate signature does not verify with the CSCA"])
     if not csca.valid_at(now):
         return CheckResult(Verdict.INVALID, ["CSCA certificate outside its validity period"])
+    revoked = trust.revocation_of(ds, csca) if trust is not None else None
+    if revoked is not None:
+        return CheckResult(Verdict.INVALID, [f"DS certificate {revoked} (CRL of {ds.issuer_name()})"])
     return CheckResult(Verdict.VALID)
 
 

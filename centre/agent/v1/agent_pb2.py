@@ -26,7 +26,7 @@ from centre.agent.v1 import common_pb2 as centre_dot_agent_dot_v1_dot_common__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x65ntre/agent/v1/agent.proto\x12\x0f\x63\x65ntre.agent.v1\x1a\x1c\x63\x65ntre/agent/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x13\n\x11GetVersionRequest\"M\n\x07Version\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x02 \x01(\t\x12\x16\n\x0epython_version\x18\x03 \x01(\t\"\x12\n\x10GetHealthRequest\"x\n\x0b\x46\x61milyCount\x12-\n\x06\x66\x61mily\x18\x01 \x01(\x0e\x32\x1d.centre.agent.v1.DeviceFamily\x12+\n\x05state\x18\x02 \x01(\x0e\x32\x1c.centre.agent.v1.DeviceState\x12\r\n\x05\x63ount\x18\x03 \x01(\r\"\xfd\x01\n\x0b\x41gentHealth\x12\x0f\n\x07serving\x18\x01 \x01(\x08\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0euptime_seconds\x18\x03 \x01(\x04\x12-\n\x07\x64\x65vices\x18\x04 \x03(\x0b\x32\x1c.centre.agent.v1.FamilyCount\x12\x13\n\x0bleases_held\x18\x05 \x01(\r\x12\x15\n\revent_clients\x18\x06 \x01(\r\x12\x10\n\x08\x62\x61\x63kends\x18\x07 \x03(\t\x12\x16\n\x0e\x62\x61\x63kend_errors\x18\x08 \x03(\t\x12\x10\n\x08simulate\x18\t \x01(\x08\"\x19\n\x17GetConfigSummaryRequest\"\xa2\x01\n\rConfigSummary\x12\x13\n\x0b\x63onfig_file\x18\x01 \x01(\t\x12\x15\n\rconfig_sha256\x18\x02 \x01(\t\x12\x13\n\x0bsocket_path\x18\x03 \x01(\t\x12\x13\n\x0btcp_address\x18\x04 \x01(\t\x12\x17\n\x0fmetrics_address\x18\x05 \x01(\t\x12\x10\n\x08\x62\x61\x63kends\x18\x06 \x03(\t\x12\x10\n\x08simulate\x18\x07 \x01(\x08\x32\x86\x02\n\x0c\x41gentService\x12J\n\nGetVersion\x12\".centre.agent.v1.GetVersionRequest\x1a\x18.centre.agent.v1.Version\x12L\n\tGetHealth\x12!.centre.agent.v1.GetHealthRequest\x1a\x1c.centre.agent.v1.AgentHealth\x12\\\n\x10GetConfigSummary\x12(.centre.agent.v1.GetConfigSummaryRequest\x1a\x1e.centre.agent.v1.ConfigSummaryb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x65ntre/agent/v1/agent.proto\x12\x0f\x63\x65ntre.agent.v1\x1a\x1c\x63\x65ntre/agent/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x13\n\x11GetVersionRequest\"M\n\x07Version\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x02 \x01(\t\x12\x16\n\x0epython_version\x18\x03 \x01(\t\"\x12\n\x10GetHealthRequest\"x\n\x0b\x46\x61milyCount\x12-\n\x06\x66\x61mily\x18\x01 \x01(\x0e\x32\x1d.centre.agent.v1.DeviceFamily\x12+\n\x05state\x18\x02 \x01(\x0e\x32\x1c.centre.agent.v1.DeviceState\x12\r\n\x05\x63ount\x18\x03 \x01(\r\"\xbd\x02\n\x0b\x41gentHealth\x12\x0f\n\x07serving\x18\x01 \x01(\x08\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0euptime_seconds\x18\x03 \x01(\x04\x12-\n\x07\x64\x65vices\x18\x04 \x03(\x0b\x32\x1c.centre.agent.v1.FamilyCount\x12\x13\n\x0bleases_held\x18\x05 \x01(\r\x12\x15\n\revent_clients\x18\x06 \x01(\r\x12\x10\n\x08\x62\x61\x63kends\x18\x07 \x03(\t\x12\x16\n\x0e\x62\x61\x63kend_errors\x18\x08 \x03(\t\x12\x10\n\x08simulate\x18\t \x01(\x08\x12\x1c\n\x14trust_bundle_version\x18\n \x01(\t\x12 \n\x18trust_bundle_age_seconds\x18\x0b \x01(\x04\"\x19\n\x17GetConfigSummaryRequest\"\xa2\x01\n\rConfigSummary\x12\x13\n\x0b\x63onfig_file\x18\x01 \x01(\t\x12\x15\n\rconfig_sha256\x18\x02 \x01(\t\x12\x13\n\x0bsocket_path\x18\x03 \x01(\t\x12\x13\n\x0btcp_address\x18\x04 \x01(\t\x12\x17\n\x0fmetrics_address\x18\x05 \x01(\t\x12\x10\n\x08\x62\x61\x63kends\x18\x06 \x03(\t\x12\x10\n\x08simulate\x18\x07 \x01(\x08\x32\x86\x02\n\x0c\x41gentService\x12J\n\nGetVersion\x12\".centre.agent.v1.GetVersionRequest\x1a\x18.centre.agent.v1.Version\x12L\n\tGetHealth\x12!.centre.agent.v1.GetHealthRequest\x1a\x1c.centre.agent.v1.AgentHealth\x12\\\n\x10GetConfigSummary\x12(.centre.agent.v1.GetConfigSummaryRequest\x1a\x1e.centre.agent.v1.ConfigSummaryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,11 +42,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FAMILYCOUNT']._serialized_start=231
   _globals['_FAMILYCOUNT']._serialized_end=351
   _globals['_AGENTHEALTH']._serialized_start=354
-  _globals['_AGENTHEALTH']._serialized_end=607
-  _globals['_GETCONFIGSUMMARYREQUEST']._serialized_start=609
-  _globals['_GETCONFIGSUMMARYREQUEST']._serialized_end=634
-  _globals['_CONFIGSUMMARY']._serialized_start=637
-  _globals['_CONFIGSUMMARY']._serialized_end=799
-  _globals['_AGENTSERVICE']._serialized_start=802
-  _globals['_AGENTSERVICE']._serialized_end=1064
+  _globals['_AGENTHEALTH']._serialized_end=671
+  _globals['_GETCONFIGSUMMARYREQUEST']._serialized_start=673
+  _globals['_GETCONFIGSUMMARYREQUEST']._serialized_end=698
+  _globals['_CONFIGSUMMARY']._serialized_start=701
+  _globals['_CONFIGSUMMARY']._serialized_end=863
+  _globals['_AGENTSERVICE']._serialized_start=866
+  _globals['_AGENTSERVICE']._serialized_end=1128
 # @@protoc_insertion_point(module_scope)

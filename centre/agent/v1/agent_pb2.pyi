@@ -119,6 +119,8 @@ class AgentHealth(_message.Message):
     BACKENDS_FIELD_NUMBER: _builtins.int
     BACKEND_ERRORS_FIELD_NUMBER: _builtins.int
     SIMULATE_FIELD_NUMBER: _builtins.int
+    TRUST_BUNDLE_VERSION_FIELD_NUMBER: _builtins.int
+    TRUST_BUNDLE_AGE_SECONDS_FIELD_NUMBER: _builtins.int
     serving: _builtins.bool
     """the agent accepts requests"""
     uptime_seconds: _builtins.int
@@ -129,6 +131,10 @@ class AgentHealth(_message.Message):
     """connected WatchEvents streams"""
     simulate: _builtins.bool
     """running with simulated devices"""
+    trust_bundle_version: _builtins.str
+    """gateway trust bundle held ("" = none: not enrolled or never fetched)"""
+    trust_bundle_age_seconds: _builtins.int
+    """since the gateway last confirmed that version (0 when none)"""
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp:
         """process start"""
@@ -157,10 +163,12 @@ class AgentHealth(_message.Message):
         backends: _abc.Iterable[_builtins.str] | None = ...,
         backend_errors: _abc.Iterable[_builtins.str] | None = ...,
         simulate: _builtins.bool = ...,
+        trust_bundle_version: _builtins.str = ...,
+        trust_bundle_age_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend_errors", b"backend_errors", "backends", b"backends", "devices", b"devices", "event_clients", b"event_clients", "leases_held", b"leases_held", "serving", b"serving", "simulate", b"simulate", "started_at", b"started_at", "uptime_seconds", b"uptime_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend_errors", b"backend_errors", "backends", b"backends", "devices", b"devices", "event_clients", b"event_clients", "leases_held", b"leases_held", "serving", b"serving", "simulate", b"simulate", "started_at", b"started_at", "trust_bundle_age_seconds", b"trust_bundle_age_seconds", "trust_bundle_version", b"trust_bundle_version", "uptime_seconds", b"uptime_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -365,3 +365,63 @@ class DoctorAck(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DoctorAck: _TypeAlias = DoctorAck  # noqa: Y015
+
+@_typing.final
+class GetTrustBundleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KNOWN_VERSION_FIELD_NUMBER: _builtins.int
+    known_version: _builtins.str
+    """Version the agent already holds ("" when none)."""
+    def __init__(
+        self,
+        *,
+        known_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["known_version", b"known_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTrustBundleRequest: _TypeAlias = GetTrustBundleRequest  # noqa: Y015
+
+@_typing.final
+class TrustBundle(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    NOT_MODIFIED_FIELD_NUMBER: _builtins.int
+    CSCA_CERTIFICATES_FIELD_NUMBER: _builtins.int
+    CRLS_FIELD_NUMBER: _builtins.int
+    SERVER_TIME_MS_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    """Changes on every change of the bundle (import, removal)."""
+    not_modified: _builtins.bool
+    """True when `known_version` is current: no entries follow."""
+    server_time_ms: _builtins.int
+    """Gateway time, Unix milliseconds."""
+    @_builtins.property
+    def csca_certificates(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """CSCA certificates, DER. Master-list signatures were verified at import."""
+
+    @_builtins.property
+    def crls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Document Signer CRLs, DER (signed by a CSCA of the bundle)."""
+
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+        not_modified: _builtins.bool = ...,
+        csca_certificates: _abc.Iterable[_builtins.bytes] | None = ...,
+        crls: _abc.Iterable[_builtins.bytes] | None = ...,
+        server_time_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["crls", b"crls", "csca_certificates", b"csca_certificates", "not_modified", b"not_modified", "server_time_ms", b"server_time_ms", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrustBundle: _TypeAlias = TrustBundle  # noqa: Y015

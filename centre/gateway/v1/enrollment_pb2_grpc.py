@@ -170,6 +170,11 @@ class AgentCheckStub:
                 request_serializer=centre_dot_gateway_dot_v1_dot_enrollment__pb2.DoctorReport.SerializeToString,
                 response_deserializer=centre_dot_gateway_dot_v1_dot_enrollment__pb2.DoctorAck.FromString,
                 _registered_method=True)
+        self.GetTrustBundle = channel.unary_unary(
+                '/centre.gateway.v1.AgentCheck/GetTrustBundle',
+                request_serializer=centre_dot_gateway_dot_v1_dot_enrollment__pb2.GetTrustBundleRequest.SerializeToString,
+                response_deserializer=centre_dot_gateway_dot_v1_dot_enrollment__pb2.TrustBundle.FromString,
+                _registered_method=True)
 
 
 class AgentCheckServicer:
@@ -190,6 +195,15 @@ class AgentCheckServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTrustBundle(self, request, context):
+        """The trust bundle for passive authentication of ID cards: CSCA certificates (from
+        imported certificates and verified ICAO master lists) and Document Signer CRLs.
+        An agent that names the version it holds gets `not_modified` and no entries.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentCheckServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -202,6 +216,11 @@ def add_AgentCheckServicer_to_server(servicer, server):
                     servicer.ReportDoctor,
                     request_deserializer=centre_dot_gateway_dot_v1_dot_enrollment__pb2.DoctorReport.FromString,
                     response_serializer=centre_dot_gateway_dot_v1_dot_enrollment__pb2.DoctorAck.SerializeToString,
+            ),
+            'GetTrustBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrustBundle,
+                    request_deserializer=centre_dot_gateway_dot_v1_dot_enrollment__pb2.GetTrustBundleRequest.FromString,
+                    response_serializer=centre_dot_gateway_dot_v1_dot_enrollment__pb2.TrustBundle.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -259,6 +278,33 @@ class AgentCheck:
             '/centre.gateway.v1.AgentCheck/ReportDoctor',
             centre_dot_gateway_dot_v1_dot_enrollment__pb2.DoctorReport.SerializeToString,
             centre_dot_gateway_dot_v1_dot_enrollment__pb2.DoctorAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrustBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/centre.gateway.v1.AgentCheck/GetTrustBundle',
+            centre_dot_gateway_dot_v1_dot_enrollment__pb2.GetTrustBundleRequest.SerializeToString,
+            centre_dot_gateway_dot_v1_dot_enrollment__pb2.TrustBundle.FromString,
             options,
             channel_credentials,
             insecure,

@@ -102,6 +102,11 @@ class AgentCheckStub:
     """Who am I according to my certificate, and what time is it at the gateway."""
     ReportDoctor: _grpc.UnaryUnaryMultiCallable[_enrollment_pb2.DoctorReport, _enrollment_pb2.DoctorAck]
     """Result of `centre-agent doctor` (pass/fail per check; no personal data)."""
+    GetTrustBundle: _grpc.UnaryUnaryMultiCallable[_enrollment_pb2.GetTrustBundleRequest, _enrollment_pb2.TrustBundle]
+    """The trust bundle for passive authentication of ID cards: CSCA certificates (from
+    imported certificates and verified ICAO master lists) and Document Signer CRLs.
+    An agent that names the version it holds gets `not_modified` and no entries.
+    """
 
 @_typing.type_check_only
 class AgentCheckAsyncStub(AgentCheckStub):
@@ -112,6 +117,11 @@ class AgentCheckAsyncStub(AgentCheckStub):
     """Who am I according to my certificate, and what time is it at the gateway."""
     ReportDoctor: _aio.UnaryUnaryMultiCallable[_enrollment_pb2.DoctorReport, _enrollment_pb2.DoctorAck]  # type: ignore[assignment]
     """Result of `centre-agent doctor` (pass/fail per check; no personal data)."""
+    GetTrustBundle: _aio.UnaryUnaryMultiCallable[_enrollment_pb2.GetTrustBundleRequest, _enrollment_pb2.TrustBundle]  # type: ignore[assignment]
+    """The trust bundle for passive authentication of ID cards: CSCA certificates (from
+    imported certificates and verified ICAO master lists) and Document Signer CRLs.
+    An agent that names the version it holds gets `not_modified` and no entries.
+    """
 
 class AgentCheckServicer(metaclass=_abc_1.ABCMeta):
     """Served on the mTLS reporting port: the caller is the agent named by its certificate."""
@@ -131,5 +141,16 @@ class AgentCheckServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_enrollment_pb2.DoctorAck, _abc.Awaitable[_enrollment_pb2.DoctorAck]]:
         """Result of `centre-agent doctor` (pass/fail per check; no personal data)."""
+
+    @_abc_1.abstractmethod
+    def GetTrustBundle(
+        self,
+        request: _enrollment_pb2.GetTrustBundleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_enrollment_pb2.TrustBundle, _abc.Awaitable[_enrollment_pb2.TrustBundle]]:
+        """The trust bundle for passive authentication of ID cards: CSCA certificates (from
+        imported certificates and verified ICAO master lists) and Document Signer CRLs.
+        An agent that names the version it holds gets `not_modified` and no entries.
+        """
 
 def add_AgentCheckServicer_to_server(servicer: AgentCheckServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!centre/gateway/v1/reporting.proto\x12\x11\x63\x65ntre.gateway.v1\"C\n\rAgentIdentity\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08province\x18\x02 \x01(\t\x12\x0e\n\x06\x63\x65ntre\x18\x03 \x01(\t\"x\n\x0b\x41gentHealth\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x02 \x01(\x04\x12\x0c\n\x04host\x18\x03 \x01(\t\x12\x13\n\x0b\x63onfig_hash\x18\x04 \x01(\t\x12\x1d\n\x15\x63\x65rtificate_not_after\x18\x05 \x01(\x03\"\xae\x01\n\x10HeartbeatRequest\x12/\n\x05\x61gent\x18\x01 \x01(\x0b\x32 .centre.gateway.v1.AgentIdentity\x12.\n\x06health\x18\x02 \x01(\x0b\x32\x1e.centre.gateway.v1.AgentHealth\x12\x18\n\x10interval_seconds\x18\x03 \x01(\r\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\x12\x10\n\x08last_seq\x18\x05 \x01(\x04\"Z\n\x11HeartbeatResponse\x12\x11\n\tacked_seq\x18\x01 \x01(\x04\x12\x1a\n\x12snapshot_requested\x18\x02 \x01(\x08\x12\x16\n\x0eserver_time_ms\x18\x03 \x01(\x03\"H\n\tCondition\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12-\n\x08severity\x18\x02 \x01(\x0e\x32\x1b.centre.gateway.v1.Severity\"J\n\x06Supply\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x15\n\rlevel_percent\x18\x03 \x01(\x11\x12\r\n\x05\x63olor\x18\x04 \x01(\t\"\x81\x03\n\x0c\x44\x65viceStatus\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0e\n\x06vendor\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12-\n\x05state\x18\x07 \x01(\x0e\x32\x1e.centre.gateway.v1.DeviceState\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12\x30\n\nconditions\x18\t \x03(\x0b\x32\x1c.centre.gateway.v1.Condition\x12+\n\x08supplies\x18\n \x03(\x0b\x32\x19.centre.gateway.v1.Supply\x12?\n\x08\x63ounters\x18\x0b \x03(\x0b\x32-.centre.gateway.v1.DeviceStatus.CountersEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xc4\x01\n\x0c\x44\x65viceUpdate\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x16\n\x0eobserved_at_ms\x18\x02 \x01(\x03\x12\x31\n\x06status\x18\x03 \x01(\x0b\x32\x1f.centre.gateway.v1.DeviceStatusH\x00\x12\x1b\n\x11removed_device_id\x18\x04 \x01(\tH\x00\x12\x35\n\x08snapshot\x18\x05 \x01(\x0b\x32!.centre.gateway.v1.DeviceSnapshotH\x00\x42\x08\n\x06\x63hange\"B\n\x0e\x44\x65viceSnapshot\x12\x30\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1f.centre.gateway.v1.DeviceStatus\"\xb8\x01\n\x14ReportDevicesRequest\x12/\n\x05\x61gent\x18\x01 \x01(\x0b\x32 .centre.gateway.v1.AgentIdentity\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x30\n\x07updates\x18\x03 \x03(\x0b\x32\x1f.centre.gateway.v1.DeviceUpdate\x12.\n\x06health\x18\x04 \x01(\x0b\x32\x1e.centre.gateway.v1.AgentHealth\";\n\x15ReportDevicesResponse\x12\x11\n\tacked_seq\x18\x01 \x01(\x04\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\r*\xa3\x01\n\x0b\x44\x65viceState\x12\x1c\n\x18\x44\x45VICE_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45VICE_STATE_PRESENT\x10\x01\x12\x16\n\x12\x44\x45VICE_STATE_READY\x10\x02\x12\x15\n\x11\x44\x45VICE_STATE_BUSY\x10\x03\x12\x16\n\x12\x44\x45VICE_STATE_ERROR\x10\x04\x12\x15\n\x11\x44\x45VICE_STATE_GONE\x10\x05*a\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x12\n\x0eSEVERITY_ERROR\x10\x03\x32\xcc\x01\n\x0e\x41gentReporting\x12V\n\tHeartbeat\x12#.centre.gateway.v1.HeartbeatRequest\x1a$.centre.gateway.v1.HeartbeatResponse\x12\x62\n\rReportDevices\x12\'.centre.gateway.v1.ReportDevicesRequest\x1a(.centre.gateway.v1.ReportDevicesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!centre/gateway/v1/reporting.proto\x12\x11\x63\x65ntre.gateway.v1\"C\n\rAgentIdentity\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08province\x18\x02 \x01(\t\x12\x0e\n\x06\x63\x65ntre\x18\x03 \x01(\t\"\xb8\x01\n\x0b\x41gentHealth\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x02 \x01(\x04\x12\x0c\n\x04host\x18\x03 \x01(\t\x12\x13\n\x0b\x63onfig_hash\x18\x04 \x01(\t\x12\x1d\n\x15\x63\x65rtificate_not_after\x18\x05 \x01(\x03\x12\x1c\n\x14trust_bundle_version\x18\x06 \x01(\t\x12 \n\x18trust_bundle_age_seconds\x18\x07 \x01(\x04\"\xae\x01\n\x10HeartbeatRequest\x12/\n\x05\x61gent\x18\x01 \x01(\x0b\x32 .centre.gateway.v1.AgentIdentity\x12.\n\x06health\x18\x02 \x01(\x0b\x32\x1e.centre.gateway.v1.AgentHealth\x12\x18\n\x10interval_seconds\x18\x03 \x01(\r\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\x12\x10\n\x08last_seq\x18\x05 \x01(\x04\"Z\n\x11HeartbeatResponse\x12\x11\n\tacked_seq\x18\x01 \x01(\x04\x12\x1a\n\x12snapshot_requested\x18\x02 \x01(\x08\x12\x16\n\x0eserver_time_ms\x18\x03 \x01(\x03\"H\n\tCondition\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12-\n\x08severity\x18\x02 \x01(\x0e\x32\x1b.centre.gateway.v1.Severity\"J\n\x06Supply\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x15\n\rlevel_percent\x18\x03 \x01(\x11\x12\r\n\x05\x63olor\x18\x04 \x01(\t\"\x81\x03\n\x0c\x44\x65viceStatus\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0e\n\x06vendor\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12-\n\x05state\x18\x07 \x01(\x0e\x32\x1e.centre.gateway.v1.DeviceState\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12\x30\n\nconditions\x18\t \x03(\x0b\x32\x1c.centre.gateway.v1.Condition\x12+\n\x08supplies\x18\n \x03(\x0b\x32\x19.centre.gateway.v1.Supply\x12?\n\x08\x63ounters\x18\x0b \x03(\x0b\x32-.centre.gateway.v1.DeviceStatus.CountersEntry\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xc4\x01\n\x0c\x44\x65viceUpdate\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x16\n\x0eobserved_at_ms\x18\x02 \x01(\x03\x12\x31\n\x06status\x18\x03 \x01(\x0b\x32\x1f.centre.gateway.v1.DeviceStatusH\x00\x12\x1b\n\x11removed_device_id\x18\x04 \x01(\tH\x00\x12\x35\n\x08snapshot\x18\x05 \x01(\x0b\x32!.centre.gateway.v1.DeviceSnapshotH\x00\x42\x08\n\x06\x63hange\"B\n\x0e\x44\x65viceSnapshot\x12\x30\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1f.centre.gateway.v1.DeviceStatus\"\xb8\x01\n\x14ReportDevicesRequest\x12/\n\x05\x61gent\x18\x01 \x01(\x0b\x32 .centre.gateway.v1.AgentIdentity\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x30\n\x07updates\x18\x03 \x03(\x0b\x32\x1f.centre.gateway.v1.DeviceUpdate\x12.\n\x06health\x18\x04 \x01(\x0b\x32\x1e.centre.gateway.v1.AgentHealth\";\n\x15ReportDevicesResponse\x12\x11\n\tacked_seq\x18\x01 \x01(\x04\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\r*\xa3\x01\n\x0b\x44\x65viceState\x12\x1c\n\x18\x44\x45VICE_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45VICE_STATE_PRESENT\x10\x01\x12\x16\n\x12\x44\x45VICE_STATE_READY\x10\x02\x12\x15\n\x11\x44\x45VICE_STATE_BUSY\x10\x03\x12\x16\n\x12\x44\x45VICE_STATE_ERROR\x10\x04\x12\x15\n\x11\x44\x45VICE_STATE_GONE\x10\x05*a\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x12\n\x0eSEVERITY_ERROR\x10\x03\x32\xcc\x01\n\x0e\x41gentReporting\x12V\n\tHeartbeat\x12#.centre.gateway.v1.HeartbeatRequest\x1a$.centre.gateway.v1.HeartbeatResponse\x12\x62\n\rReportDevices\x12\'.centre.gateway.v1.ReportDevicesRequest\x1a(.centre.gateway.v1.ReportDevicesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,34 +33,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DEVICESTATUS_COUNTERSENTRY']._loaded_options = None
   _globals['_DEVICESTATUS_COUNTERSENTRY']._serialized_options = b'8\001'
-  _globals['_DEVICESTATE']._serialized_start=1570
-  _globals['_DEVICESTATE']._serialized_end=1733
-  _globals['_SEVERITY']._serialized_start=1735
-  _globals['_SEVERITY']._serialized_end=1832
+  _globals['_DEVICESTATE']._serialized_start=1635
+  _globals['_DEVICESTATE']._serialized_end=1798
+  _globals['_SEVERITY']._serialized_start=1800
+  _globals['_SEVERITY']._serialized_end=1897
   _globals['_AGENTIDENTITY']._serialized_start=56
   _globals['_AGENTIDENTITY']._serialized_end=123
-  _globals['_AGENTHEALTH']._serialized_start=125
-  _globals['_AGENTHEALTH']._serialized_end=245
-  _globals['_HEARTBEATREQUEST']._serialized_start=248
-  _globals['_HEARTBEATREQUEST']._serialized_end=422
-  _globals['_HEARTBEATRESPONSE']._serialized_start=424
-  _globals['_HEARTBEATRESPONSE']._serialized_end=514
-  _globals['_CONDITION']._serialized_start=516
-  _globals['_CONDITION']._serialized_end=588
-  _globals['_SUPPLY']._serialized_start=590
-  _globals['_SUPPLY']._serialized_end=664
-  _globals['_DEVICESTATUS']._serialized_start=667
-  _globals['_DEVICESTATUS']._serialized_end=1052
-  _globals['_DEVICESTATUS_COUNTERSENTRY']._serialized_start=1005
-  _globals['_DEVICESTATUS_COUNTERSENTRY']._serialized_end=1052
-  _globals['_DEVICEUPDATE']._serialized_start=1055
-  _globals['_DEVICEUPDATE']._serialized_end=1251
-  _globals['_DEVICESNAPSHOT']._serialized_start=1253
-  _globals['_DEVICESNAPSHOT']._serialized_end=1319
-  _globals['_REPORTDEVICESREQUEST']._serialized_start=1322
-  _globals['_REPORTDEVICESREQUEST']._serialized_end=1506
-  _globals['_REPORTDEVICESRESPONSE']._serialized_start=1508
-  _globals['_REPORTDEVICESRESPONSE']._serialized_end=1567
-  _globals['_AGENTREPORTING']._serialized_start=1835
-  _globals['_AGENTREPORTING']._serialized_end=2039
+  _globals['_AGENTHEALTH']._serialized_start=126
+  _globals['_AGENTHEALTH']._serialized_end=310
+  _globals['_HEARTBEATREQUEST']._serialized_start=313
+  _globals['_HEARTBEATREQUEST']._serialized_end=487
+  _globals['_HEARTBEATRESPONSE']._serialized_start=489
+  _globals['_HEARTBEATRESPONSE']._serialized_end=579
+  _globals['_CONDITION']._serialized_start=581
+  _globals['_CONDITION']._serialized_end=653
+  _globals['_SUPPLY']._serialized_start=655
+  _globals['_SUPPLY']._serialized_end=729
+  _globals['_DEVICESTATUS']._serialized_start=732
+  _globals['_DEVICESTATUS']._serialized_end=1117
+  _globals['_DEVICESTATUS_COUNTERSENTRY']._serialized_start=1070
+  _globals['_DEVICESTATUS_COUNTERSENTRY']._serialized_end=1117
+  _globals['_DEVICEUPDATE']._serialized_start=1120
+  _globals['_DEVICEUPDATE']._serialized_end=1316
+  _globals['_DEVICESNAPSHOT']._serialized_start=1318
+  _globals['_DEVICESNAPSHOT']._serialized_end=1384
+  _globals['_REPORTDEVICESREQUEST']._serialized_start=1387
+  _globals['_REPORTDEVICESREQUEST']._serialized_end=1571
+  _globals['_REPORTDEVICESRESPONSE']._serialized_start=1573
+  _globals['_REPORTDEVICESRESPONSE']._serialized_end=1632
+  _globals['_AGENTREPORTING']._serialized_start=1900
+  _globals['_AGENTREPORTING']._serialized_end=2104
 # @@protoc_insertion_point(module_scope)

@@ -136,6 +136,8 @@ class AgentHealth(_message.Message):
     HOST_FIELD_NUMBER: _builtins.int
     CONFIG_HASH_FIELD_NUMBER: _builtins.int
     CERTIFICATE_NOT_AFTER_FIELD_NUMBER: _builtins.int
+    TRUST_BUNDLE_VERSION_FIELD_NUMBER: _builtins.int
+    TRUST_BUNDLE_AGE_SECONDS_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     """centre-agent version string, e.g. "0.1.0"."""
     uptime_seconds: _builtins.int
@@ -146,6 +148,10 @@ class AgentHealth(_message.Message):
     """Hex SHA-256 prefix of the effective agent configuration, to spot drift."""
     certificate_not_after: _builtins.int
     """Client certificate notAfter as Unix seconds; 0 when the agent has none yet."""
+    trust_bundle_version: _builtins.str
+    """Trust bundle (CSCAs, CRLs for ID cards) the agent holds; "" when none."""
+    trust_bundle_age_seconds: _builtins.int
+    """Seconds since the gateway last confirmed that version; 0 when none."""
     def __init__(
         self,
         *,
@@ -154,10 +160,12 @@ class AgentHealth(_message.Message):
         host: _builtins.str = ...,
         config_hash: _builtins.str = ...,
         certificate_not_after: _builtins.int = ...,
+        trust_bundle_version: _builtins.str = ...,
+        trust_bundle_age_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_not_after", b"certificate_not_after", "config_hash", b"config_hash", "host", b"host", "uptime_seconds", b"uptime_seconds", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_not_after", b"certificate_not_after", "config_hash", b"config_hash", "host", b"host", "trust_bundle_age_seconds", b"trust_bundle_age_seconds", "trust_bundle_version", b"trust_bundle_version", "uptime_seconds", b"uptime_seconds", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
