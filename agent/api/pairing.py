@@ -9,19 +9,18 @@ without a restart. Tokens are compared in constant time.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
 import os
 import secrets
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import normalize_origin
 from agent.errors import ConfigError, InvalidRequestError
+from agent.state_files import write_state_json
 
 PAIRINGS_FILE = "pairings.json"
 TOKEN_PREFIX = "cdp_"  # noqa: S105 - a prefix that makes leaked tokens greppable, not a secret
@@ -88,26 +87,10 @@ class PairingStore:
     # -- writing ------------------------------------------------------------------------------------
 
     def _save(self, pairings: dict[str, Pairing]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         data = {"version": 1, "pairings": {
             p.origin: {"token_sha256": p.token_sha256, "created_at": p.created_at}
             for p in sorted(pairings.values(), key=lambda p: p.origin)}}
-        fd, tmp = tempfile.mkstemp(prefix=".pairings-", dir=self.path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            owner = self.path.parent.stat()
-            if os.geteuid() == 0 and (owner.st_uid, owner.st_gid) != (0, 0):
-                # root runs `centre-agent pair`; the agent runs as the state directory's owner and must read it
-                os.fchown(fd, owner.st_uid, owner.st_gid)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(data, out, indent=2)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_state_json(self.path, data, indent=2)
         self._stamp = None
 
     def issue(self, origin: str) -> str:

@@ -7,16 +7,14 @@ gone across restarts. Only non-personal device metadata is stored.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from agent.domain.device import DeviceDescriptor, DeviceFamily
+from agent.state_files import write_state_json
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +65,7 @@ class KnownDeviceStore:
     def _save(self) -> None:
         if self._path is None:
             return
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        data = json.dumps({"devices": [asdict(d) for d in self._devices.values()]}, indent=1)
-        fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=".known-devices.")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(data)
-            os.replace(tmp, self._path)
+            write_state_json(self._path, {"devices": [asdict(d) for d in self._devices.values()]}, indent=1)
         except OSError as exc:
             log.warning("cannot write known-device file %s: %s", self._path, exc)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)

@@ -11,11 +11,8 @@ CSCA certificates and CRLs.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -23,6 +20,7 @@ from pathlib import Path
 
 from agent.drivers.idcard.trust_store import TrustStore
 from agent.errors import AgentError
+from agent.state_files import write_state_json
 
 log = logging.getLogger(__name__)
 
@@ -132,23 +130,7 @@ class DistributedTrust:
     def _save(self, bundle: TrustBundle) -> None:
         if self.path is None:
             return
-        directory = self.path.parent
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         data = {"version": bundle.version, "fetched_at": bundle.fetched_at,
                 "certificates": [base64.b64encode(c).decode() for c in bundle.certificates],
                 "crls": [base64.b64encode(c).decode() for c in bundle.crls]}
-        fd, tmp = tempfile.mkstemp(prefix=".trust-bundle-", dir=directory)
-        try:
-            os.fchmod(fd, 0o600)
-            owner = directory.stat()
-            if os.geteuid() == 0 and (owner.st_uid, owner.st_gid) != (0, 0):
-                os.fchown(fd, owner.st_uid, owner.st_gid)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(data, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_state_json(self.path, data)

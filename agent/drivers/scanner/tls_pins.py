@@ -18,15 +18,13 @@ check accepts. The ``escl`` backend's ``tls`` option chooses:
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import hmac
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from agent.errors import ConfigError
+from agent.state_files import write_state_json
 
 PINS_FILE = "escl-pins.json"
 
@@ -83,13 +81,4 @@ class CertificatePins:
     def _save(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=".escl-pins-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(self._pins, out, indent=1, sort_keys=True)
-            os.replace(temporary, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        write_state_json(self.path, self._pins, indent=1, sort_keys=True)
